@@ -1,7 +1,8 @@
 //! Test support for Mercato: isolation primitives on the real PostgreSQL,
 //! RabbitMQ and Redis (a fresh database, a broker namespace and a Redis key
 //! prefix per test, each removed when its guard drops), and a TCP proxy a test
-//! can cut to simulate an outage without touching the shared servers.
+//! can cut to simulate an outage without touching the shared servers; and
+//! [`TestSystem`], which starts any set of services in-process on port 0.
 //!
 //! Server addresses come from `MERCATO_TEST_DATABASE_URL`,
 //! `MERCATO_TEST_AMQP_URL` and `MERCATO_TEST_REDIS_URL` (see [`mod@env`]).
@@ -12,6 +13,7 @@ pub mod env;
 pub mod error;
 pub mod proxy;
 pub mod redis;
+pub mod system;
 
 mod cleanup;
 
@@ -20,3 +22,4 @@ pub use database::TestDatabase;
 pub use error::Error;
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
+pub use system::{Peers, ServiceContext, TestService, TestSystem};
