@@ -1,0 +1,94 @@
+# Mercato's entry point for developers and CI (.ci/run calls these same targets).
+# `make` alone lists them. Cargo honours CARGO_TARGET_DIR from the environment.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+CARGO ?= cargo
+
+# The buf CLI comes from npm, pinned, into a git-ignored folder of the repository: no system protoc
+# or buf is needed, and everyone lints with the same version.
+BUF_VERSION := 1.75.0
+TOOLS_DIR := .cache/tools
+BUF := $(TOOLS_DIR)/node_modules/.bin/buf
+
+# Where deployments/deps.sh finds or starts the servers; tests get matching URLs unless the caller
+# already set MERCATO_TEST_* itself.
+MERCATO_PG_HOST ?= 127.0.0.1
+MERCATO_PG_PORT ?= 5432
+MERCATO_REDIS_HOST ?= 127.0.0.1
+MERCATO_REDIS_PORT ?= 6379
+MERCATO_AMQP_HOST ?= 127.0.0.1
+MERCATO_AMQP_PORT ?= 5672
+export MERCATO_PG_HOST MERCATO_PG_PORT MERCATO_REDIS_HOST MERCATO_REDIS_PORT MERCATO_AMQP_HOST MERCATO_AMQP_PORT
+export MERCATO_TEST_DATABASE_URL ?= postgres://mercato:mercato@$(MERCATO_PG_HOST):$(MERCATO_PG_PORT)/postgres
+export MERCATO_TEST_AMQP_URL ?= amqp://guest:guest@$(MERCATO_AMQP_HOST):$(MERCATO_AMQP_PORT)/%2f
+export MERCATO_TEST_REDIS_URL ?= redis://$(MERCATO_REDIS_HOST):$(MERCATO_REDIS_PORT)
+# serial_* tests bounce the broker through deps.sh, which knows whether it is a compose service or
+# a local daemon.
+export MERCATO_TEST_BROKER_RESTART_CMD ?= bash $(CURDIR)/deployments/deps.sh restart rabbitmq
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+AS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: help deps dev dev-stop test lint fmt proto clean-test-dbs compose-config buf-cli nextest-cli
+
+help: ## list the targets
+	@printf 'usage: make <target>\n\n'
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+deps: ## start PostgreSQL, Redis and RabbitMQ unless already running; create the role and databases
+	@bash deployments/deps.sh up
+
+dev: ## deps, build, start every service and print where each listens
+	@bash deployments/dev.sh up
+
+dev-stop: ## stop what `make dev` started (servers that were already running stay up)
+	@bash deployments/dev.sh stop
+
+test: deps nextest-cli ## deps, then the whole test suite; serial_* tests run alone, last
+	$(CARGO) nextest run --workspace --profile ci
+	$(CARGO) nextest run --workspace --profile serial --no-tests=pass
+
+lint: buf-cli ## buf lint, rustfmt check, clippy with warnings denied
+	$(BUF) lint
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format all Rust code
+	$(CARGO) fmt --all
+
+proto: buf-cli ## lint and compile the .proto files, then build the generated Rust crate
+	$(BUF) lint
+	$(BUF) build
+	$(CARGO) build -p mercato-proto
+
+clean-test-dbs: ## drop leftover test databases (mercato_test_*)
+	@bash deployments/deps.sh clean-test-dbs
+
+compose-config: ## validate docker-compose.yml (skipped without the compose plugin)
+	@if docker compose version >/dev/null 2>&1; then \
+		docker compose config -q && echo 'docker-compose.yml is valid (docker compose)'; \
+	elif command -v docker-compose >/dev/null 2>&1; then \
+		docker-compose config -q && echo 'docker-compose.yml is valid (docker-compose)'; \
+	else \
+		echo 'compose-config: skipped, this docker client has no compose plugin'; \
+	fi
+
+# Installs the pinned buf CLI (and node/npm with apt when they are missing).
+buf-cli:
+	@if [ "$$($(BUF) --version 2>/dev/null)" != "$(BUF_VERSION)" ]; then \
+		if ! command -v npm >/dev/null 2>&1; then \
+			echo '==> installing node and npm with apt'; \
+			$(AS_ROOT) apt-get update -qq; \
+			$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; \
+		fi; \
+		echo '==> installing buf $(BUF_VERSION) into $(TOOLS_DIR)'; \
+		mkdir -p $(TOOLS_DIR); \
+		npm install --prefix $(TOOLS_DIR) --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION); \
+	fi
+
+nextest-cli:
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
