@@ -133,20 +133,26 @@ async fn a_consumer_continues_the_trace_of_the_publisher_and_of_the_outbox_write
         .expect("relay batch");
     assert_eq!(relayed.published, 1);
 
-    for id in [&direct.event_id, &stored.event_id] {
-        let wait = async {
-            loop {
-                match outcomes.recv().await {
-                    Ok(outcome) if &outcome.message_id == id => return outcome,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(error) => panic!("consumer stopped: {error}"),
+    // The two events may be handled in either order: collect outcomes until both are seen.
+    let wanted = [direct.event_id.clone(), stored.event_id.clone()];
+    let collect = async {
+        let mut seen = std::collections::HashMap::new();
+        while !wanted.iter().all(|id| seen.contains_key(id)) {
+            match outcomes.recv().await {
+                Ok(outcome) => {
+                    seen.insert(outcome.message_id.clone(), outcome.kind);
                 }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(error) => panic!("consumer stopped: {error}"),
             }
-        };
-        let outcome = tokio::time::timeout(PATIENCE, wait)
-            .await
-            .expect("event consumed in time");
-        assert_eq!(outcome.kind, OutcomeKind::Processed);
+        }
+        seen
+    };
+    let seen = tokio::time::timeout(PATIENCE, collect)
+        .await
+        .expect("both events consumed in time");
+    for id in &wanted {
+        assert_eq!(seen[id], OutcomeKind::Processed, "event {id}");
     }
     assert_eq!(recorder.trace_of(&direct.event_id), Some(direct_trace));
     assert_eq!(recorder.trace_of(&stored.event_id), Some(stored_trace));
