@@ -19,7 +19,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Fixture, PATIENCE, connector_to, event, ready_messages};
+use crate::support::{Fixture, PATIENCE, connector_to, event, eventually, ready_messages};
 
 const GOODS: usize = 20;
 
@@ -467,11 +467,11 @@ async fn shutdown_lets_running_handlers_finish_and_requeues_the_rest() {
         "the running handler finished"
     );
     assert_eq!(effects(setup.fixture.db.pool(), &stuck.event_id).await, 0);
-    assert_eq!(
-        ready_messages(&setup.admin, &setup.topology.queue).await,
-        1,
-        "the unfinished message went back to the queue"
-    );
+    // The broker applies the requeue asynchronously after the channel closes.
+    eventually("the unfinished message goes back to the queue", || async {
+        ready_messages(&setup.admin, &setup.topology.queue).await == 1
+    })
+    .await;
     let message = setup
         .admin
         .basic_get(

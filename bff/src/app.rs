@@ -1,0 +1,224 @@
+//! The BFF application: builds the edge stack around the public services and serves gRPC and
+//! gRPC-Web on one pre-bound listener (so tests and the dev runner can use port 0).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use mercato_platform::grpc::{
+    ChannelError, ChannelOptions, ConcurrencyLimitLayer, ServerTraceLayer, TimeoutLayer,
+    connect_lazy,
+};
+use mercato_platform::principal::PrincipalLayer;
+use mercato_proto::mercato::bff::v1::account_service_server::AccountServiceServer;
+use mercato_proto::mercato::bff::v1::auth_service_server::AuthServiceServer;
+use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::edge::{EdgeLayer, EdgeState, REQUEST_ID_HEADER, TRACE_ID_HEADER};
+use crate::grpc::{AccountGrpc, AuthGrpc};
+use crate::jwt::Verifier;
+use crate::rate_limit::RateLimiter;
+use crate::settings::BffSettings;
+
+/// Errors building or running the BFF.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The user-service channel could not be built.
+    #[error("invalid user service endpoint")]
+    Channel(#[from] ChannelError),
+    /// The JWKS HTTP client could not be built.
+    #[error("failed to build the jwks http client")]
+    Http(#[from] reqwest::Error),
+    /// The reflection descriptor sets did not decode.
+    #[error("failed to build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A CORS origin is not a valid header value.
+    #[error("invalid cors origin {0:?}")]
+    CorsOrigin(String),
+    /// The listener has no local address.
+    #[error("listener has no local address")]
+    Listener(#[source] std::io::Error),
+    /// The transport failed while serving.
+    #[error("grpc server failed")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Headers browsers may send (the gRPC-Web ones, the token, and our request id).
+const ALLOWED_HEADERS: [&str; 8] = [
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "authorization",
+    REQUEST_ID_HEADER,
+    "traceparent",
+    "tracestate",
+];
+
+/// Response headers scripts may read: the gRPC status (trailers-only errors arrive as
+/// headers) and the ids an operator needs.
+const EXPOSED_HEADERS: [&str; 5] = [
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    REQUEST_ID_HEADER,
+    TRACE_ID_HEADER,
+];
+
+/// The CORS policy: exact origins from the allow-list only.
+pub fn cors(origins: &[String]) -> Result<CorsLayer, AppError> {
+    let origins = origins
+        .iter()
+        .map(|origin| {
+            HeaderValue::from_str(origin).map_err(|_| AppError::CorsOrigin(origin.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST])
+        .allow_headers(ALLOWED_HEADERS.map(HeaderName::from_static))
+        .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(600)))
+}
+
+/// Makes ring the process's rustls provider unless one is installed already. reqwest is built
+/// without a provider of its own (that would pull in aws-lc), so every client needs this first;
+/// [`Application::build`] calls it, and so may tests that build HTTP clients.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A built BFF, bound and ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    settings: BffSettings,
+    http: reqwest::Client,
+}
+
+impl Application {
+    /// Prepares the BFF on a pre-bound `listener`. Nothing is contacted yet: the user service,
+    /// the JWKS endpoints and Redis are reached on first use, so start-up order does not matter.
+    pub fn build(settings: BffSettings, listener: TcpListener) -> Result<Self, AppError> {
+        let local_addr = listener.local_addr().map_err(AppError::Listener)?;
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent("mercato-bff")
+            .build()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            settings,
+            http,
+        })
+    }
+
+    /// Where the BFF listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight calls.
+    pub async fn run_until<F>(self, shutdown: F) -> Result<(), AppError>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let Self {
+            listener,
+            local_addr,
+            settings,
+            http,
+        } = self;
+
+        let channel = connect_lazy(&settings.user_service_url, &ChannelOptions::new("bff"))?;
+        let verifier = Verifier::new(settings.issuers.clone(), settings.jwks, http);
+        let limiter = RateLimiter::new(settings.redis.clone(), settings.rate_limits);
+        let edge = Arc::new(EdgeState::new(
+            verifier,
+            limiter,
+            UserServiceClient::new(channel.clone()),
+            settings.client_ip_header.clone(),
+        ));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mercato_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let services = [
+            <AuthServiceServer<AuthGrpc> as NamedService>::NAME,
+            <AccountServiceServer<AccountGrpc> as NamedService>::NAME,
+        ];
+
+        // Outermost first; the order is deliberate:
+        // 1. CORS answers preflights before anything else (gRPC-Web would refuse an OPTIONS).
+        // 2. gRPC-Web turns browser requests into plain gRPC, so everything below sees one
+        //    protocol.
+        // 3. Trace opens the server span; rejections below are recorded in it and the edge
+        //    reads its trace id for `x-trace-id`.
+        // 4. Timeout, then the concurrency limit, bound everything including JWKS and Redis.
+        // 5. The edge strips internal headers, authenticates and rate limits.
+        // 6. The platform's principal layer turns the edge's verified headers into the request
+        //    extension and task-local that outgoing calls forward.
+        let stack = ServiceBuilder::new()
+            .layer(cors(&settings.cors_origins)?)
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(ServerTraceLayer)
+            .layer(TimeoutLayer::new(settings.common.limits.request_timeout))
+            .layer(ConcurrencyLimitLayer::new(
+                settings.common.limits.concurrency_limit.get(),
+            ))
+            .layer(EdgeLayer::new(edge))
+            .layer(PrincipalLayer)
+            .into_inner();
+
+        let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .layer(stack)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(AuthServiceServer::new(AuthGrpc::new(
+                settings.auth.clone(),
+                channel.clone(),
+            )))
+            .add_service(AccountServiceServer::new(AccountGrpc::new(channel)));
+
+        health.set_service_status("", ServingStatus::Serving).await;
+        for service in services {
+            health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
+        tracing::info!(addr = %local_addr, "bff listening");
+        let signal = async move {
+            shutdown.await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            for service in services {
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!("bff draining");
+        };
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        router
+            .serve_with_incoming_shutdown(incoming, signal)
+            .await?;
+        tracing::info!("bff stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! The Mercato BFF: the one public port browsers reach. It serves `mercato.bff.v1` over gRPC
+//! and gRPC-Web, verifies access tokens against cached JWKS, derives the caller from the token
+//! (never from the request), rate limits per user and per IP through Redis, and translates calls
+//! to the internal services, forwarding the verified principal and the trace context.
+//!
+//! Code map: [`app`] (the stack and server), [`edge`] (strip, request id, authenticate, rate
+//! limit), [`jwt`] (verification and the JWKS cache), [`rate_limit`] (GCRA in Redis),
+//! [`routes`] (the public allow-list and route classes), [`grpc`] (handlers), [`error`]
+//! (downstream status masking), [`settings`].
+
+pub mod app;
+pub mod edge;
+pub mod error;
+pub mod grpc;
+pub mod jwt;
+pub mod rate_limit;
+pub mod routes;
+pub mod settings;
+
+pub use app::{AppError, Application};
+pub use settings::BffSettings;

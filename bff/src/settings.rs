@@ -1,0 +1,245 @@
+//! The BFF's typed settings: the common blocks plus issuers, JWKS cache policy, CORS origins,
+//! the trusted client-IP header and the rate-limit budgets, read from `MERCATO_BFF__*` (or the
+//! shared `MERCATO__*`) variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::HeaderName;
+use mercato_platform::settings::{
+    CommonSettings, ConfigError, EnvSource, ListenSettings, Reader, RedisSettings,
+};
+use mercato_proto::mercato::bff::v1::AuthMode;
+
+use crate::grpc::AuthConfig;
+use crate::jwt::{IssuerConfig, IssuerKind, JwksPolicy};
+use crate::rate_limit::{Limit, Limits};
+
+/// Everything the BFF reads at start-up.
+#[derive(Debug, Clone)]
+pub struct BffSettings {
+    /// Listeners, telemetry, server limits, shutdown grace.
+    pub common: CommonSettings,
+    /// Where rate-limit state lives.
+    pub redis: RedisSettings,
+    /// `USER_SERVICE_URL`, default `http://127.0.0.1:50051`.
+    pub user_service_url: String,
+    /// Trusted issuers (built-in first, then the external one if configured).
+    pub issuers: Vec<IssuerConfig>,
+    /// JWKS cache policy.
+    pub jwks: JwksPolicy,
+    /// What `GetAuthConfig` answers.
+    pub auth: AuthConfig,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated exact origins; empty allows none.
+    pub cors_origins: Vec<String>,
+    /// `CLIENT_IP_HEADER`: header set by the trusted proxy (e.g. `x-forwarded-for`); unset means
+    /// the peer address is the client.
+    pub client_ip_header: Option<HeaderName>,
+    /// Rate-limit budgets.
+    pub rate_limits: Limits,
+}
+
+impl BffSettings {
+    /// Reads and validates every setting, reporting all problems at once.
+    pub fn from_source(source: &EnvSource) -> Result<Self, ConfigError> {
+        let reader = source.service("bff");
+        let settings = Self::read(&reader);
+        reader.finish(|| settings)
+    }
+
+    /// Reads the settings (problems are recorded on `reader`).
+    ///
+    /// | key | default |
+    /// |---|---|
+    /// | `GRPC_ADDR` / `HTTP_ADDR` | `0.0.0.0:8080` / `0.0.0.0:8090` |
+    /// | `REDIS_URL`, `REDIS_KEY_PREFIX` | required, `mercato:bff:` |
+    /// | `USER_SERVICE_URL` | `http://127.0.0.1:50051` |
+    /// | `ISSUER`, `JWKS_URL`, `AUDIENCE` | `http://127.0.0.1:8081`, `{ISSUER}/.well-known/jwks.json`, `mercato` |
+    /// | `EXTERNAL_ISSUER`, `EXTERNAL_JWKS_URL`, `EXTERNAL_AUDIENCE`, `EXTERNAL_CLIENT_ID` | unset (built-in mode) |
+    /// | `JWKS_TTL`, `JWKS_REFRESH_COOLDOWN`, `JWKS_FETCH_TIMEOUT`, `TOKEN_LEEWAY` | `5m`, `30s`, `5s`, `30s` |
+    /// | `CORS_ALLOWED_ORIGINS` | empty |
+    /// | `CLIENT_IP_HEADER` | unset |
+    /// | `RATE_LIMIT_{AUTH,READ,WRITE}_{REQUESTS,PERIOD,BURST}` | auth 20/1m burst 10, read 600/1m burst 100, write 120/1m burst 30 |
+    pub fn read(reader: &Reader<'_>) -> Option<Self> {
+        let listen_defaults = ListenSettings {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8090)),
+        };
+        let common = CommonSettings::read(reader, listen_defaults);
+        let redis = RedisSettings::read(reader);
+        let user_service_url =
+            reader.with_default("USER_SERVICE_URL", "http://127.0.0.1:50051".to_owned());
+
+        let issuer = reader.with_default("ISSUER", "http://127.0.0.1:8081".to_owned());
+        let jwks_url = reader.optional::<String>("JWKS_URL");
+        let audience = reader.with_default("AUDIENCE", "mercato".to_owned());
+        let external_issuer = reader.optional::<String>("EXTERNAL_ISSUER");
+        let external_jwks_url = reader.optional::<String>("EXTERNAL_JWKS_URL");
+        let external_audience = reader.optional::<String>("EXTERNAL_AUDIENCE");
+        let external_client_id = reader.with_default("EXTERNAL_CLIENT_ID", String::new());
+
+        let defaults = JwksPolicy::default();
+        let ttl = reader.with_default("JWKS_TTL", defaults.ttl);
+        let cooldown = reader.with_default("JWKS_REFRESH_COOLDOWN", defaults.refresh_cooldown);
+        let fetch_timeout = reader.with_default("JWKS_FETCH_TIMEOUT", defaults.fetch_timeout);
+        let leeway = reader.with_default("TOKEN_LEEWAY", defaults.leeway);
+
+        let cors = reader.with_default("CORS_ALLOWED_ORIGINS", String::new());
+        let client_ip_header = reader.optional::<String>("CLIENT_IP_HEADER");
+        let rate_limits = read_limits(reader);
+
+        let client_ip_header = match client_ip_header? {
+            Some(name) => match HeaderName::try_from(name.trim().to_ascii_lowercase()) {
+                Ok(name) => Some(name),
+                Err(_) => {
+                    reader.invalid("CLIENT_IP_HEADER", "not a valid header name");
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let issuer = issuer?.trim_end_matches('/').to_owned();
+        let audience = audience?;
+        let mut issuers = vec![IssuerConfig {
+            jwks_url: jwks_url?.unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            kind: IssuerKind::BuiltIn,
+        }];
+        let auth = match external_issuer? {
+            Some(external) => {
+                let Some(jwks_url) = external_jwks_url? else {
+                    reader.invalid("EXTERNAL_JWKS_URL", "required with EXTERNAL_ISSUER");
+                    return None;
+                };
+                let external_audience = external_audience?.unwrap_or_else(|| audience.clone());
+                issuers.push(IssuerConfig {
+                    issuer: external.clone(),
+                    jwks_url,
+                    audience: external_audience.clone(),
+                    kind: IssuerKind::External,
+                });
+                AuthConfig {
+                    mode: AuthMode::External,
+                    issuer: external,
+                    client_id: external_client_id?,
+                    audience: external_audience,
+                }
+            }
+            None => AuthConfig {
+                mode: AuthMode::BuiltIn,
+                issuer,
+                client_id: String::new(),
+                audience,
+            },
+        };
+        Some(Self {
+            common: common?,
+            redis: redis?,
+            user_service_url: user_service_url?,
+            issuers,
+            jwks: JwksPolicy {
+                ttl: ttl?,
+                refresh_cooldown: cooldown?,
+                fetch_timeout: fetch_timeout?,
+                leeway: leeway?,
+            },
+            auth,
+            cors_origins: cors?
+                .split(',')
+                .map(str::trim)
+                .filter(|origin| !origin.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            client_ip_header,
+            rate_limits: rate_limits?,
+        })
+    }
+}
+
+fn read_limits(reader: &Reader<'_>) -> Option<Limits> {
+    let defaults = Limits::default();
+    let auth = read_limit(reader, "AUTH", defaults.auth);
+    let read = read_limit(reader, "READ", defaults.read);
+    let write = read_limit(reader, "WRITE", defaults.write);
+    Some(Limits {
+        auth: auth?,
+        read: read?,
+        write: write?,
+    })
+}
+
+fn read_limit(reader: &Reader<'_>, class: &str, default: Limit) -> Option<Limit> {
+    let requests_key = format!("RATE_LIMIT_{class}_REQUESTS");
+    let period_key = format!("RATE_LIMIT_{class}_PERIOD");
+    let requests = reader.with_default(&requests_key, default.requests);
+    let period = reader.with_default(&period_key, default.period);
+    let burst = reader.with_default(&format!("RATE_LIMIT_{class}_BURST"), default.burst);
+    if requests == Some(0) {
+        reader.invalid(&requests_key, "must be greater than zero");
+        return None;
+    }
+    if period == Some(Duration::ZERO) {
+        reader.invalid(&period_key, "must be greater than zero");
+        return None;
+    }
+    Some(Limit {
+        requests: requests?,
+        period: period?,
+        burst: burst?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<BffSettings, ConfigError> {
+        let mut all = vec![("MERCATO_BFF__REDIS_URL", "redis://127.0.0.1:6379")];
+        all.extend_from_slice(pairs);
+        BffSettings::from_source(&EnvSource::from_pairs(all))
+    }
+
+    #[test]
+    fn defaults_trust_the_built_in_issuer_only() {
+        let settings = read(&[]).expect("defaults are valid");
+        assert_eq!(settings.issuers.len(), 1);
+        assert_eq!(
+            settings.issuers[0].jwks_url,
+            "http://127.0.0.1:8081/.well-known/jwks.json"
+        );
+        assert_eq!(settings.auth.mode, AuthMode::BuiltIn);
+        assert!(settings.cors_origins.is_empty());
+        assert_eq!(settings.rate_limits, Limits::default());
+    }
+
+    #[test]
+    fn an_external_issuer_needs_its_jwks_url_and_switches_the_mode() {
+        let error = read(&[("MERCATO_BFF__EXTERNAL_ISSUER", "https://idp.example")])
+            .expect_err("jwks url missing");
+        assert!(error.to_string().contains("EXTERNAL_JWKS_URL"), "{error}");
+
+        let settings = read(&[
+            ("MERCATO_BFF__EXTERNAL_ISSUER", "https://idp.example"),
+            ("MERCATO_BFF__EXTERNAL_JWKS_URL", "https://idp.example/jwks"),
+            ("MERCATO_BFF__EXTERNAL_CLIENT_ID", "storefront"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.issuers.len(), 2);
+        assert_eq!(settings.issuers[1].kind, IssuerKind::External);
+        assert_eq!(settings.auth.mode, AuthMode::External);
+        assert_eq!(settings.auth.client_id, "storefront");
+    }
+
+    #[test]
+    fn bad_limits_and_headers_name_their_variable() {
+        let error = read(&[
+            ("MERCATO_BFF__RATE_LIMIT_READ_REQUESTS", "0"),
+            ("MERCATO_BFF__CLIENT_IP_HEADER", "not a header"),
+        ])
+        .expect_err("invalid");
+        let message = error.to_string();
+        assert!(message.contains("RATE_LIMIT_READ_REQUESTS"), "{message}");
+        assert!(message.contains("CLIENT_IP_HEADER"), "{message}");
+    }
+}
