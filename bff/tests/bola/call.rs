@@ -1,0 +1,156 @@
+//! How each [`Rpc`] is called through the BFF as a given caller, what it answers, and what it
+//! must change in the data of the party it acts on.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mercato_proto::mercato::bff::v1 as bff;
+use mercato_proto::mercato::common::v1 as common;
+use tonic::{Code, Request, Status};
+
+use crate::support::with_token;
+use crate::world::{REGISTERED, SESSIONS, SIGNED_IN, Snapshot, World};
+use crate::{Caller, Case, Clients, Party, Rpc};
+
+/// What an RPC answered, reduced to what the checks compare.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Account(bff::Account),
+    Address(common::PostalAddress),
+    Empty,
+}
+
+/// Calls `case.rpc` through the BFF with the caller's credentials.
+pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Result<Reply, Status> {
+    let party = case.caller.party();
+    let access_token = party.map(|party| world.member(party).sessions[SIGNED_IN].access.clone());
+    let token = access_token.as_deref();
+    let own_refresh_token = || match party {
+        Some(party) => world.member(party).sessions[REGISTERED].refresh.clone(),
+        None => URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()),
+    };
+    let mut auth = clients.auth.clone();
+    let mut accounts = clients.accounts.clone();
+    match case.rpc {
+        Rpc::GetAccount => accounts
+            .get_account(as_caller(bff::GetAccountRequest {}, token))
+            .await
+            .map(|response| Reply::Account(response.into_inner().account.unwrap_or_default())),
+        Rpc::UpdateAccount => accounts
+            .update_account(as_caller(
+                bff::UpdateAccountRequest {
+                    display_name: renamed(case.caller),
+                    description: String::new(),
+                    // No mask: every non-empty field, so only the display name.
+                    update_mask: None,
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Account(response.into_inner().account.unwrap_or_default())),
+        Rpc::GetShippingAddress => accounts
+            .get_shipping_address(as_caller(bff::GetShippingAddressRequest {}, token))
+            .await
+            .map(|response| {
+                Reply::Address(response.into_inner().shipping_address.unwrap_or_default())
+            }),
+        Rpc::UpdateShippingAddress => accounts
+            .update_shipping_address(as_caller(
+                bff::UpdateShippingAddressRequest {
+                    shipping_address: Some(address(&written_by(case.caller))),
+                    update_mask: None,
+                },
+                token,
+            ))
+            .await
+            .map(|response| {
+                Reply::Address(response.into_inner().shipping_address.unwrap_or_default())
+            }),
+        Rpc::DeleteAccount => accounts
+            .delete_account(as_caller(bff::DeleteAccountRequest {}, token))
+            .await
+            .map(|_| Reply::Empty),
+        Rpc::Logout | Rpc::LogoutAllSessions => auth
+            .logout(as_caller(
+                bff::LogoutRequest {
+                    refresh_token: own_refresh_token(),
+                    all_sessions: case.rpc == Rpc::LogoutAllSessions,
+                },
+                token,
+            ))
+            .await
+            .map(|_| Reply::Empty),
+        Rpc::LogoutWithOwnersRefreshToken => auth
+            .logout(as_caller(
+                bff::LogoutRequest {
+                    refresh_token: world.member(Party::Owner).sessions[REGISTERED]
+                        .refresh
+                        .clone(),
+                    all_sessions: false,
+                },
+                token,
+            ))
+            .await
+            .map(|_| Reply::Empty),
+    }
+}
+
+impl Rpc {
+    /// What the data of the party the call acts on must look like afterwards.
+    pub(crate) fn effect(self, caller: Caller, before: &Snapshot) -> Snapshot {
+        let mut after = before.clone();
+        match self {
+            Self::GetAccount | Self::GetShippingAddress => {}
+            Self::UpdateAccount => {
+                if let Ok(profile) = &mut after.account {
+                    profile.display_name = renamed(caller);
+                }
+            }
+            Self::UpdateShippingAddress => {
+                after.address = Ok(address(&written_by(caller)));
+                if let Ok(profile) = &mut after.account {
+                    profile.has_shipping_address = true;
+                }
+            }
+            Self::DeleteAccount => {
+                after.account = Err(Code::NotFound);
+                after.address = Err(Code::NotFound);
+                after.sessions = [false; SESSIONS];
+            }
+            Self::Logout | Self::LogoutWithOwnersRefreshToken => {
+                after.sessions[REGISTERED] = false;
+            }
+            Self::LogoutAllSessions => after.sessions = [false; SESSIONS],
+        }
+        after
+    }
+}
+
+fn renamed(caller: Caller) -> String {
+    format!("renamed by {caller:?}")
+}
+
+fn written_by(caller: Caller) -> String {
+    format!("written by {caller:?}")
+}
+
+/// A Japanese address already in normal form, so what is saved equals what is sent.
+pub(crate) fn address(recipient: &str) -> common::PostalAddress {
+    common::PostalAddress {
+        recipient_name: recipient.to_owned(),
+        recipient_name_kana: String::new(),
+        country_code: "JP".to_owned(),
+        postal_code: "150-0001".to_owned(),
+        region: "東京都".to_owned(),
+        locality: "渋谷区".to_owned(),
+        address_line1: "神宮前1-2-3".to_owned(),
+        address_line2: String::new(),
+        phone_number: "09012345678".to_owned(),
+    }
+}
+
+fn as_caller<T>(message: T, access_token: Option<&str>) -> Request<T> {
+    match access_token {
+        Some(token) => with_token(message, token),
+        None => Request::new(message),
+    }
+}

@@ -1,0 +1,288 @@
+//! The users of one case (registered through the BFF, one made an admin) and what their data looks
+//! like, read and seeded on the user service directly.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mercato_platform::principal::{Principal, Role};
+use mercato_proto::mercato::bff::v1 as bff;
+use mercato_proto::mercato::common::v1 as common;
+use mercato_proto::mercato::user::v1 as user;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use uuid::Uuid;
+
+use crate::call::address;
+use crate::{Clients, PARTIES, Party};
+
+const PASSWORD: &str = "correct horse battery";
+/// Every user has two sessions, so ending one session is told apart from ending all of them.
+pub(crate) const SESSIONS: usize = 2;
+/// The session started by registering; Logout cases end it.
+pub(crate) const REGISTERED: usize = 0;
+/// The session started by signing in again (after the admin grant, so the admin's access token
+/// carries the role); its access token makes the calls.
+pub(crate) const SIGNED_IN: usize = 1;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Member {
+    user_id: Uuid,
+    pub(crate) sessions: [Session; SESSIONS],
+}
+
+/// The users of one case.
+pub(crate) struct World {
+    members: [Member; 3],
+}
+
+impl World {
+    /// Registers the three users through the BFF, makes one of them an admin, signs each in a
+    /// second time and saves a distinct shipping address for each.
+    pub(crate) async fn create(clients: &Clients, name: &str) -> Self {
+        let mut auth = clients.auth.clone();
+        let mut members = Vec::new();
+        for party in PARTIES {
+            let email = format!("{party:?}-{}@example.com", Uuid::new_v4().simple()).to_lowercase();
+            let registered = auth
+                .register(bff::RegisterRequest {
+                    email: email.clone(),
+                    password: PASSWORD.to_owned(),
+                    display_name: format!("{party:?}"),
+                })
+                .await
+                .unwrap_or_else(|status| panic!("{name}: {party:?} registers: {status:?}"))
+                .into_inner();
+            let user_id = registered.account.expect("registered account").user_id;
+            let user_id = Uuid::parse_str(&user_id).expect("user id is a uuid");
+            if party == Party::Admin {
+                clients.observer.grant_admin(user_id, name).await;
+            }
+            let signed_in = auth
+                .login(bff::LoginRequest {
+                    email,
+                    password: PASSWORD.to_owned(),
+                })
+                .await
+                .unwrap_or_else(|status| panic!("{name}: {party:?} signs in: {status:?}"))
+                .into_inner();
+            let session = |tokens: Option<bff::TokenPair>| {
+                let tokens = tokens.expect("tokens");
+                Session {
+                    access: tokens.access_token,
+                    refresh: tokens.refresh_token,
+                }
+            };
+            let sessions = [session(registered.tokens), session(signed_in.tokens)];
+            assert_eq!(
+                token_roles(&sessions[SIGNED_IN].access).contains(&"admin".to_owned()),
+                party == Party::Admin,
+                "{name}: only the admin's access token carries the admin role"
+            );
+            clients
+                .observer
+                .save_address(user_id, &address(&format!("{party:?}'s own")), name)
+                .await;
+            members.push(Member { user_id, sessions });
+        }
+        Self {
+            members: members.try_into().expect("one member per party"),
+        }
+    }
+
+    pub(crate) fn member(&self, party: Party) -> &Member {
+        &self.members[party.index()]
+    }
+}
+
+/// The roles claim of a JWT (read without verifying: the BFF does that).
+fn token_roles(token: &str) -> Vec<String> {
+    let payload = token.split('.').nth(1).expect("jwt payload");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url payload"))
+            .expect("json claims");
+    claims["roles"]
+        .as_array()
+        .expect("roles claim")
+        .iter()
+        .map(|role| role.as_str().expect("role name").to_owned())
+        .collect()
+}
+
+/// The account fields a caller may see and change (timestamps left out: signing in moves them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Profile {
+    user_id: String,
+    email: String,
+    pub(crate) display_name: String,
+    description: String,
+    roles: Vec<i32>,
+    pub(crate) has_shipping_address: bool,
+}
+
+impl From<&bff::Account> for Profile {
+    fn from(account: &bff::Account) -> Self {
+        Self {
+            user_id: account.user_id.clone(),
+            email: account.email.clone(),
+            display_name: account.display_name.clone(),
+            description: account.description.clone(),
+            roles: account.roles.clone(),
+            has_shipping_address: account.has_shipping_address,
+        }
+    }
+}
+
+impl From<&user::User> for Profile {
+    fn from(user: &user::User) -> Self {
+        Self {
+            user_id: user.user_id.clone(),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            description: user.description.clone(),
+            roles: user.roles.clone(),
+            has_shipping_address: user.has_shipping_address,
+        }
+    }
+}
+
+/// One user's data as the user service holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) account: Result<Profile, Code>,
+    pub(crate) address: Result<common::PostalAddress, Code>,
+    /// Whether each session can still be refreshed.
+    pub(crate) sessions: [bool; SESSIONS],
+}
+
+/// Reads and seeds users' data on the user service directly, as the BFF would forward it, so
+/// what a case observes does not depend on the BFF under test.
+pub(crate) struct Observer {
+    users: user::user_service_client::UserServiceClient<Channel>,
+    auth: user::auth_service_client::AuthServiceClient<Channel>,
+}
+
+impl Observer {
+    pub(crate) fn new(uri: &str) -> Self {
+        let channel = Channel::from_shared(uri.to_owned())
+            .expect("user service uri")
+            .connect_lazy();
+        Self {
+            users: user::user_service_client::UserServiceClient::new(channel.clone()),
+            auth: user::auth_service_client::AuthServiceClient::new(channel),
+        }
+    }
+
+    /// Every party's data. Checking a session refreshes it (the only way to see whether it is
+    /// alive), so the member keeps the rotated tokens.
+    pub(crate) async fn snapshot(&self, world: &mut World, name: &str) -> [Snapshot; 3] {
+        let mut snapshots = Vec::new();
+        for member in &mut world.members {
+            let account = self
+                .users
+                .clone()
+                .get_current_user(as_user(user::GetCurrentUserRequest {}, member.user_id))
+                .await
+                .map(|response| Profile::from(&response.into_inner().user.unwrap_or_default()))
+                .map_err(|status| expected_absence(status, name));
+            let address = self
+                .users
+                .clone()
+                .get_shipping_address(as_user(user::GetShippingAddressRequest {}, member.user_id))
+                .await
+                .map(|response| response.into_inner().shipping_address.unwrap_or_default())
+                .map_err(|status| expected_absence(status, name));
+            let mut sessions = [false; SESSIONS];
+            for (alive, session) in sessions.iter_mut().zip(&mut member.sessions) {
+                *alive = self.refresh(session, name).await;
+            }
+            snapshots.push(Snapshot {
+                account,
+                address,
+                sessions,
+            });
+        }
+        snapshots.try_into().expect("one snapshot per party")
+    }
+
+    /// Refreshes `session` if it is alive, keeping the new tokens; whether it was.
+    async fn refresh(&self, session: &mut Session, name: &str) -> bool {
+        match self
+            .auth
+            .clone()
+            .refresh_token(user::RefreshTokenRequest {
+                refresh_token: session.refresh.clone(),
+            })
+            .await
+        {
+            Ok(response) => {
+                let tokens = response.into_inner().tokens.expect("refreshed tokens");
+                session.access = tokens.access_token;
+                session.refresh = tokens.refresh_token;
+                true
+            }
+            Err(status) if status.code() == Code::Unauthenticated => false,
+            Err(status) => panic!("{name}: refreshing a session failed: {status:?}"),
+        }
+    }
+
+    /// Grants the admin role as an internal admin would (GrantRole checks the forwarded
+    /// principal's roles).
+    async fn grant_admin(&self, user_id: Uuid, name: &str) {
+        let mut request = Request::new(user::GrantRoleRequest {
+            user_id: user_id.to_string(),
+            role: common::Role::Admin as i32,
+        });
+        Principal::new(Uuid::new_v4(), [Role::Buyer, Role::Admin])
+            .write_metadata(request.metadata_mut());
+        self.users
+            .clone()
+            .grant_role(request)
+            .await
+            .unwrap_or_else(|status| panic!("{name}: granting the admin role: {status:?}"));
+    }
+
+    async fn save_address(&self, user_id: Uuid, address: &common::PostalAddress, name: &str) {
+        let saved = self
+            .users
+            .clone()
+            .update_shipping_address(as_user(
+                user::UpdateShippingAddressRequest {
+                    shipping_address: Some(address.clone()),
+                    update_mask: None,
+                },
+                user_id,
+            ))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: saving an address: {status:?}"))
+            .into_inner()
+            .shipping_address;
+        assert_eq!(
+            saved.as_ref(),
+            Some(address),
+            "{name}: seed addresses are saved as sent"
+        );
+    }
+}
+
+/// A request acting for `user_id`, as the BFF forwards it.
+fn as_user<T>(message: T, user_id: Uuid) -> Request<T> {
+    let mut request = Request::new(message);
+    Principal::new(user_id, [Role::Buyer]).write_metadata(request.metadata_mut());
+    request
+}
+
+/// The code of a read that found nothing (a deleted account, no saved address); anything else
+/// means the observation itself failed.
+fn expected_absence(status: Status, name: &str) -> Code {
+    assert_eq!(
+        status.code(),
+        Code::NotFound,
+        "{name}: reading a user's data failed: {status:?}"
+    );
+    status.code()
+}

@@ -1,0 +1,168 @@
+//! Signing-key use cases: making sure a key signs at start-up, listing keys and the published
+//! JWKS, rotation with idempotency, and revocation.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::ExposeSecret as _;
+use uuid::Uuid;
+
+use super::{UserApp, chrono_duration};
+use crate::error::UserError;
+use crate::keys::{self, KeyMaterial, KeyState, KeyView};
+use crate::store;
+
+impl UserApp {
+    /// Makes sure a key signs: imports the configured PEM, or generates a key when none is
+    /// active. Runs under an advisory lock, so replicas starting together create one key.
+    pub async fn ensure_signing_key(&self) -> Result<(), UserError> {
+        if self.inner.auth.external_mode() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut tx = self.inner.pool.begin().await?;
+        store::lock_signing_keys(&mut tx).await?;
+        let views = keys::evaluate(
+            store::signing_keys(&mut tx).await?,
+            now,
+            self.inner.auth.access_token_ttl,
+        );
+        if let Some(pem) = &self.inner.auth.signing_key_pem {
+            let material = KeyMaterial::from_pem(pem.expose_secret())?;
+            match views.iter().find(|v| v.key.kid == material.kid) {
+                None => {
+                    store::insert_signing_key(&mut tx, &material, now, None).await?;
+                    tracing::info!(kid = %material.kid, "configured signing key imported");
+                }
+                Some(view) if view.state == KeyState::Revoked => {
+                    tracing::warn!(kid = %material.kid, "the configured signing key was revoked");
+                }
+                Some(_) => {}
+            }
+        } else if !views.iter().any(|v| v.state == KeyState::Active) {
+            let material = KeyMaterial::generate();
+            store::insert_signing_key(&mut tx, &material, now, None).await?;
+            tracing::info!(kid = %material.kid, "signing key generated");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every key with its state, newest first.
+    pub async fn signing_keys(&self) -> Result<Vec<KeyView>, UserError> {
+        let mut conn = self.inner.pool.acquire().await?;
+        Ok(keys::evaluate(
+            store::signing_keys(&mut conn).await?,
+            Utc::now(),
+            self.inner.auth.access_token_ttl,
+        ))
+    }
+
+    /// The published public keys (the JWKS `keys` array).
+    pub async fn published_jwks(&self) -> Result<Vec<serde_json::Value>, UserError> {
+        let now = Utc::now();
+        Ok(self
+            .signing_keys()
+            .await?
+            .into_iter()
+            .filter(|view| view.is_published(now))
+            .map(|view| view.key.public_jwk)
+            .collect())
+    }
+
+    /// Publishes a new key that signs after `delay`; replays return the same key.
+    pub async fn rotate_signing_key(
+        &self,
+        actor: Uuid,
+        idempotency_key: &str,
+        delay: Option<Duration>,
+    ) -> Result<KeyView, UserError> {
+        self.require_local()?;
+        let delay = delay.unwrap_or(self.inner.auth.key_activation_delay);
+        let scoped_key = format!("{actor}:{idempotency_key}");
+        let request_hash = format!("{}:{}", keys::ALGORITHM, delay.as_millis());
+        let now = Utc::now();
+        let mut tx = self.inner.pool.begin().await?;
+        store::lock_signing_keys(&mut tx).await?;
+        if let Some((kid, hash)) = store::find_key_by_idempotency(&mut tx, &scoped_key).await? {
+            if hash.as_deref() != Some(request_hash.as_str()) {
+                return Err(UserError::IdempotencyKeyReused);
+            }
+            let views = keys::evaluate(
+                store::signing_keys(&mut tx).await?,
+                now,
+                self.inner.auth.access_token_ttl,
+            );
+            return find_view(views, &kid);
+        }
+        let views = keys::evaluate(
+            store::signing_keys(&mut tx).await?,
+            now,
+            self.inner.auth.access_token_ttl,
+        );
+        if views.iter().any(|v| v.state == KeyState::Next) {
+            return Err(UserError::SigningKeyNotReady(
+                "a next signing key is already waiting for activation",
+            ));
+        }
+        let material = KeyMaterial::generate();
+        store::insert_signing_key(
+            &mut tx,
+            &material,
+            now + chrono_duration(delay),
+            Some((&scoped_key, &request_hash)),
+        )
+        .await?;
+        let views = keys::evaluate(
+            store::signing_keys(&mut tx).await?,
+            now,
+            self.inner.auth.access_token_ttl,
+        );
+        tx.commit().await?;
+        tracing::info!(kid = %material.kid, delay_s = delay.as_secs(), "signing key rotated");
+        find_view(views, &material.kid)
+    }
+
+    /// Withdraws a key at once; revoking the active key promotes the next one.
+    pub async fn revoke_signing_key(&self, kid: &str) -> Result<KeyView, UserError> {
+        self.require_local()?;
+        let now = Utc::now();
+        let ttl = self.inner.auth.access_token_ttl;
+        let mut tx = self.inner.pool.begin().await?;
+        store::lock_signing_keys(&mut tx).await?;
+        let views = keys::evaluate(store::signing_keys(&mut tx).await?, now, ttl);
+        let Some(view) = views.iter().find(|v| v.key.kid == kid) else {
+            return Err(UserError::NotFound {
+                resource_type: "signing_key",
+                resource_id: kid.to_owned(),
+            });
+        };
+        match view.state {
+            KeyState::Revoked => return Ok(view.clone()),
+            KeyState::Active => {
+                let Some(next) = views.iter().find(|v| v.state == KeyState::Next) else {
+                    return Err(UserError::SigningKeyNotReady(
+                        "the active key cannot be revoked before a next key exists, rotate first",
+                    ));
+                };
+                store::activate_at(&mut tx, &next.key.kid, now).await?;
+            }
+            KeyState::Next | KeyState::Retired => {}
+        }
+        store::revoke_signing_key(&mut tx, kid).await?;
+        let views = keys::evaluate(store::signing_keys(&mut tx).await?, now, ttl);
+        tx.commit().await?;
+        tracing::warn!(kid, "signing key revoked");
+        find_view(views, kid)
+    }
+}
+
+fn find_view(views: Vec<KeyView>, kid: &str) -> Result<KeyView, UserError> {
+    views
+        .into_iter()
+        .find(|v| v.key.kid == kid)
+        .ok_or_else(|| UserError::NotFound {
+            resource_type: "signing_key",
+            resource_id: kid.to_owned(),
+        })
+}
