@@ -33,7 +33,7 @@ export MERCATO_TEST_BROKER_RESTART_CMD ?= bash $(CURDIR)/deployments/deps.sh res
 # Runs a command as root: directly when we are root, through sudo otherwise.
 AS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps dev dev-stop test lint fmt proto clean-test-dbs compose-config buf-cli nextest-cli
+.PHONY: help deps dev dev-stop test lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
 
 help: ## list the targets
 	@printf 'usage: make <target>\n\n'
@@ -48,7 +48,7 @@ dev: ## deps, build, start every service and print where each listens
 dev-stop: ## stop what `make dev` started (servers that were already running stay up)
 	@bash deployments/dev.sh stop
 
-test: deps nextest-cli ## deps, then the whole test suite; serial_* tests run alone, last
+test: deps nextest-cli node-cli ## deps, then the whole test suite; serial_* tests run alone, last
 	$(CARGO) nextest run --workspace --profile ci
 	$(CARGO) nextest run --workspace --profile serial --no-tests=pass
 
@@ -77,14 +77,18 @@ compose-config: ## validate docker-compose.yml (skipped without the compose plug
 		echo 'compose-config: skipped, this docker client has no compose plugin'; \
 	fi
 
-# Installs the pinned buf CLI (and node/npm with apt when they are missing).
-buf-cli:
+# Installs node and npm with apt when they are missing (buf comes from npm; the BFF's external
+# identity-provider tests run a mock OIDC provider under node).
+node-cli:
+	@if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
+		echo '==> installing node and npm with apt'; \
+		$(AS_ROOT) apt-get update -qq; \
+		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; \
+	fi
+
+# Installs the pinned buf CLI.
+buf-cli: node-cli
 	@if [ "$$($(BUF) --version 2>/dev/null)" != "$(BUF_VERSION)" ]; then \
-		if ! command -v npm >/dev/null 2>&1; then \
-			echo '==> installing node and npm with apt'; \
-			$(AS_ROOT) apt-get update -qq; \
-			$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; \
-		fi; \
 		echo '==> installing buf $(BUF_VERSION) into $(TOOLS_DIR)'; \
 		mkdir -p $(TOOLS_DIR); \
 		npm install --prefix $(TOOLS_DIR) --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION); \
