@@ -16,8 +16,8 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
-    DeadLetterReason, Handler, HandlerError, IncomingEvent, Outcome, OutcomeKind, Pending, Shared,
-    lock,
+    DeadLetterReason, Handler, HandlerError, IncomingEvent, Outcome, OutcomeKind, Pending,
+    SETTLE_TIMEOUT, Shared, lock,
 };
 use crate::{Error, envelope::validate, headers, inbox, topology::short};
 
@@ -288,21 +288,19 @@ impl<H: Handler> DeliveryContext<'_, H> {
     }
 
     async fn ack(&self) -> bool {
+        let ack = self.delivery.acker.ack(BasicAckOptions::default());
         matches!(
-            self.delivery.acker.ack(BasicAckOptions::default()).await,
-            Ok(true)
+            tokio::time::timeout(SETTLE_TIMEOUT, ack).await,
+            Ok(Ok(true))
         )
     }
 
     async fn requeue(&self) {
-        let _ = self
-            .delivery
-            .acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            })
-            .await;
+        let nack = self.delivery.acker.nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        });
+        let _ = tokio::time::timeout(SETTLE_TIMEOUT, nack).await;
     }
 }
 

@@ -97,6 +97,12 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// How long an ack or nack may take. Settling writes one frame and normally completes at once,
+/// but on a connection that died before lapin noticed it may never complete: without a bound a
+/// delivery task (and the session waiting for it) would hang instead of reconnecting. A settle
+/// that times out is treated as failed; the broker redelivers and the inbox deduplicates.
+pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Tuning of a consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {

@@ -16,7 +16,10 @@ use sqlx::PgPool;
 use tokio::{sync::broadcast, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{Consumer, ConsumerConfig, Handler, Outcome, Pending, Shared, delivery::process, lock};
+use super::{
+    Consumer, ConsumerConfig, Handler, Outcome, Pending, SETTLE_TIMEOUT, Shared, delivery::process,
+    lock,
+};
 use crate::{Connector, ConsumerTopology, Error, topology::short};
 
 enum SessionEnd {
@@ -199,12 +202,11 @@ impl<H: Handler> Consumer<H> {
                 "handlers did not finish in time, requeueing their messages"
             );
             for acker in leftovers {
-                let _ = acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    })
-                    .await;
+                let nack = acker.nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                });
+                let _ = tokio::time::timeout(SETTLE_TIMEOUT, nack).await;
             }
         }
         drop(stream);
