@@ -208,6 +208,8 @@ impl ConsumerTopology {
     /// Declares the exchanges, the work queue with its bindings, the retry
     /// queues and the DLQ. Idempotent: safe on every (re)connect.
     pub async fn declare(&self, channel: &Channel) -> Result<(), Error> {
+        // Recorded before declaring, so a declaration that half succeeds is still cleaned up.
+        record_declared(&self.namespace, self.queue_names());
         declare_exchanges(channel, &self.namespace).await?;
         let dlx = self.namespace.dead_letter_exchange();
 
@@ -276,6 +278,41 @@ impl ConsumerTopology {
         }
         args
     }
+}
+
+/// Queues declared by this process in each non-root namespace, by namespace prefix. Production
+/// runs in the root namespace and records nothing; tests give every test its own namespace, and
+/// the test harness deletes what the services it started in-process declared there
+/// ([`take_declared_queues`]), so consumer queues do not pile up on the broker.
+static DECLARED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::collections::BTreeSet<String>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+fn declared() -> std::sync::MutexGuard<
+    'static,
+    std::collections::HashMap<String, std::collections::BTreeSet<String>>,
+> {
+    DECLARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn record_declared(namespace: &Namespace, queues: Vec<String>) {
+    if namespace.prefix().is_empty() {
+        return;
+    }
+    declared()
+        .entry(namespace.prefix().to_owned())
+        .or_default()
+        .extend(queues);
+}
+
+/// Removes and returns the queues this process declared in the namespace `prefix`.
+pub fn take_declared_queues(prefix: &str) -> Vec<String> {
+    declared()
+        .remove(prefix)
+        .map(|queues| queues.into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// Declares the events exchange and the dead-letter exchange of `namespace`.

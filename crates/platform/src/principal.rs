@@ -199,30 +199,46 @@ pub fn strip_internal_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// The principal of a request, or `UNAUTHENTICATED`.
+/// The principal of a request, or `UNAUTHENTICATED` / `TOKEN_MISSING`.
 pub fn require_user<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
-    request
-        .extensions()
-        .get::<Principal>()
-        .ok_or_else(|| Status::unauthenticated("authentication required"))
+    request.extensions().get::<Principal>().ok_or_else(|| {
+        crate::error::status(
+            crate::error::ErrorCode::Unauthenticated,
+            "TOKEN_MISSING",
+            "authentication required",
+            tonic_types::ErrorDetails::new(),
+        )
+    })
 }
 
 /// The principal of a request if it holds `role`; `UNAUTHENTICATED` without a principal,
-/// `PERMISSION_DENIED` without the role.
+/// `PERMISSION_DENIED` / `ROLE_REQUIRED` without the role.
 pub fn require_role<T>(request: &tonic::Request<T>, role: Role) -> Result<&Principal, Status> {
     let principal = require_user(request)?;
     if principal.has_role(role) {
         Ok(principal)
     } else {
-        Err(Status::permission_denied(format!(
-            "requires the {role} role"
-        )))
+        Err(crate::error::status(
+            crate::error::ErrorCode::PermissionDenied,
+            "ROLE_REQUIRED",
+            format!("requires the {role} role"),
+            tonic_types::ErrorDetails::new(),
+        ))
     }
 }
 
 /// The calling service of a request, if it identified itself.
 pub fn caller<T>(request: &tonic::Request<T>) -> Option<&Caller> {
     request.extensions().get::<Caller>()
+}
+
+/// The caller name of the public edge (the BFF's channels identify themselves with it).
+pub const EDGE_CALLER: &str = "bff";
+
+/// Whether a request comes from an internal service acting on its own behalf. The BFF names
+/// itself too, but it relays browsers: a call from it is never internal, whatever it carries.
+pub fn is_internal_service<T>(request: &tonic::Request<T>) -> bool {
+    caller(request).is_some_and(|caller| caller.0 != EDGE_CALLER)
 }
 
 tokio::task_local! {

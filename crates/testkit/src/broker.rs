@@ -74,7 +74,15 @@ impl Default for TestBroker {
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        let queues = std::mem::take(&mut *lock(&self.queues));
+        let mut queues = std::mem::take(&mut *lock(&self.queues));
+        // What services started in-process declared in this namespace (consumer queues, their
+        // retry tiers and DLQs): quorum queues left behind by thousands of tests wear the broker
+        // down.
+        for queue in mercato_messaging::topology::take_declared_queues(&self.namespace) {
+            if !queues.contains(&queue) {
+                queues.push(queue);
+            }
+        }
         let exchanges = std::mem::take(&mut *lock(&self.exchanges));
         if queues.is_empty() && exchanges.is_empty() {
             return;

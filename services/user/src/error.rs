@@ -8,6 +8,7 @@ use mercato_platform::error::{DOMAIN, ErrorCode, ServiceError, into_status};
 use tonic_types::{ErrorDetails, FieldViolation};
 
 use crate::domain::Violation;
+use crate::key_encryption::KeyEncryptionError;
 use crate::keys::KeyError;
 
 /// Everything a user-service RPC can fail with.
@@ -72,6 +73,13 @@ pub enum UserError {
     /// Key material is broken.
     #[error("signing key failure")]
     Key(#[from] KeyError),
+    /// A stored private key cannot be decrypted (or encrypted) with the configured
+    /// key-encryption key; the message names the setting.
+    #[error(transparent)]
+    KeyEncryption(#[from] KeyEncryptionError),
+    /// A blocking task (RSA key generation) died.
+    #[error("background task failed: {0}")]
+    Task(String),
     /// Writing an event failed.
     #[error("outbox failure")]
     Outbox(#[from] mercato_messaging::Error),
@@ -120,9 +128,12 @@ impl ServiceError for UserError {
             Self::NotFound { .. } => ErrorCode::NotFound,
             Self::Database(err) if database_unavailable(err) => ErrorCode::Unavailable,
             Self::Redis(_) => ErrorCode::Unavailable,
-            Self::Database(_) | Self::Key(_) | Self::Outbox(_) | Self::Hashing(_) => {
-                ErrorCode::Internal
-            }
+            Self::Database(_)
+            | Self::Key(_)
+            | Self::KeyEncryption(_)
+            | Self::Task(_)
+            | Self::Outbox(_)
+            | Self::Hashing(_) => ErrorCode::Internal,
         }
     }
 
@@ -144,7 +155,12 @@ impl ServiceError for UserError {
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Database(err) if database_unavailable(err) => "UNAVAILABLE",
             Self::Redis(_) => "UNAVAILABLE",
-            Self::Database(_) | Self::Key(_) | Self::Outbox(_) | Self::Hashing(_) => "INTERNAL",
+            Self::Database(_)
+            | Self::Key(_)
+            | Self::KeyEncryption(_)
+            | Self::Task(_)
+            | Self::Outbox(_)
+            | Self::Hashing(_) => "INTERNAL",
         }
     }
 
@@ -206,6 +222,8 @@ impl ServiceError for UserError {
             | Self::Database(_)
             | Self::Redis(_)
             | Self::Key(_)
+            | Self::KeyEncryption(_)
+            | Self::Task(_)
             | Self::Outbox(_)
             | Self::Hashing(_) => ErrorDetails::new(),
         }

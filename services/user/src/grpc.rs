@@ -540,12 +540,17 @@ impl SigningKeyService for UserGrpc {
                 "must be 1-128 printable ascii characters",
             ));
         }
-        if !(algorithm.is_empty() || algorithm == crate::keys::ALGORITHM) {
-            violations.push(domain::Violation::new(
-                "algorithm",
-                "this issuer signs with EdDSA only",
-            ));
-        }
+        // Empty means the configured default.
+        let algorithm = (!algorithm.is_empty())
+            .then(|| algorithm.parse::<crate::keys::SigningAlgorithm>())
+            .transpose()
+            .unwrap_or_else(|_| {
+                violations.push(domain::Violation::new(
+                    "algorithm",
+                    "must be EdDSA or RS256",
+                ));
+                None
+            });
         let delay = match activation_delay {
             None => None,
             Some(prost_types::Duration { seconds, nanos }) => {
@@ -569,7 +574,7 @@ impl SigningKeyService for UserGrpc {
         }
         let view = self
             .app
-            .rotate_signing_key(actor, &idempotency_key, delay)
+            .rotate_signing_key(actor, &idempotency_key, algorithm, delay)
             .await?;
         Ok(Response::new(pb::RotateSigningKeyResponse {
             signing_key: Some(key_to_proto(view)),

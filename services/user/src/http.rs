@@ -1,6 +1,8 @@
 //! The issuer's public HTTP documents: the JWKS at `/.well-known/jwks.json` and the OpenID
 //! Connect discovery document at `/.well-known/openid-configuration`, both cacheable.
 
+use std::collections::BTreeSet;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -44,13 +46,26 @@ async fn jwks(State(app): State<UserApp>) -> Response {
 }
 
 async fn discovery(State(app): State<UserApp>) -> Response {
+    // The algorithms of the published keys, so a verifier knows what to expect before fetching
+    // the JWKS (both during a rotation from one algorithm to the other).
+    let algorithms = match app.published_jwks().await {
+        Ok(keys) => keys
+            .iter()
+            .filter_map(|jwk| jwk.get("alg").and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+            .collect::<BTreeSet<String>>(),
+        Err(error) => {
+            tracing::warn!(%error, "discovery unavailable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "discovery unavailable").into_response();
+        }
+    };
     let issuer = app.auth().issuer.trim_end_matches('/').to_owned();
     let body = json!({
         "issuer": app.auth().issuer,
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [crate::keys::ALGORITHM],
+        "id_token_signing_alg_values_supported": algorithms,
         "token_endpoint_auth_methods_supported": ["none"],
         "claims_supported": ["iss", "aud", "sub", "exp", "nbf", "iat", "jti", "roles", "email"],
     });

@@ -1,6 +1,7 @@
-//! The user service: local accounts and the built-in token issuer (EdDSA access JWTs, a JWKS,
-//! rotating refresh tokens with reuse detection, signing-key rotation), profiles and shipping
-//! addresses, roles, and profile provisioning for external identity providers.
+//! The user service: local accounts and the built-in token issuer (EdDSA or RS256 access JWTs
+//! with private keys optionally encrypted at rest, a JWKS, rotating refresh tokens with reuse
+//! detection, signing-key rotation), profiles and shipping addresses, roles, and profile
+//! provisioning for external identity providers.
 //!
 //! [`Application::build`] takes pre-bound listeners so tests start the service on port 0.
 
@@ -10,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod http;
+pub mod key_encryption;
 pub mod keys;
 pub mod settings;
 pub mod store;

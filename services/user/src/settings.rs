@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use mercato_platform::settings::{
-    AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, EnvSource, ListenSettings,
-    RedisSettings,
+    AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, EnvSource, FromSetting,
+    ListenSettings, RedisSettings,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::key_encryption::KeyEncryptionKey;
+use crate::keys::SigningAlgorithm;
 
 /// The service name used for variables, logs and the `application_name`.
 pub const SERVICE: &str = "user";
@@ -41,9 +44,18 @@ pub struct AuthSettings {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL`: lifetime of a token family, default 720h (30 days).
     pub refresh_token_ttl: Duration,
-    /// `SIGNING_KEY_PEM`: a PKCS#8 Ed25519 private key to sign with instead of a generated one
-    /// (secret). It is stored (once) like a generated key, so rotation works the same way.
+    /// `SIGNING_KEY_PEM`: a PKCS#8 Ed25519 or RSA private key (detected from the key) to sign
+    /// with instead of a generated one (secret). It is stored (once) like a generated key, so
+    /// rotation works the same way.
     pub signing_key_pem: Option<SecretString>,
+    /// `SIGNING_ALGORITHM`: `EdDSA` (default) or `RS256`, the algorithm of keys the service
+    /// generates (at first start and on rotation). Keys of both kinds coexist, so changing it
+    /// and rotating moves to the other algorithm while older tokens keep verifying.
+    pub signing_algorithm: SigningAlgorithm,
+    /// `KEY_ENCRYPTION_KEY`: 32 random bytes in base64 (secret). When set, private signing keys
+    /// are stored AES-256-GCM encrypted under it, and plaintext keys are encrypted at start-up.
+    /// Once keys are encrypted, starting without it (or with another one) fails.
+    pub key_encryption_key: Option<SecretString>,
     /// `KEY_ACTIVATION_DELAY`: how long a rotated key is published before it signs, default 10m
     /// (at least the verifiers' JWKS cache TTL).
     pub key_activation_delay: Duration,
@@ -93,6 +105,8 @@ impl AuthSettings {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             signing_key_pem: None,
+            signing_algorithm: SigningAlgorithm::EdDsa,
+            key_encryption_key: None,
             key_activation_delay: Duration::from_secs(10 * 60),
             jwks_max_age: Duration::from_secs(5 * 60),
             external_issuers: Vec::new(),
@@ -123,6 +137,17 @@ impl Settings {
         let refresh_token_ttl =
             reader.with_default("REFRESH_TOKEN_TTL", defaults.refresh_token_ttl);
         let signing_key_pem = reader.optional_secret("SIGNING_KEY_PEM");
+        let signing_algorithm =
+            reader.with_default("SIGNING_ALGORITHM", defaults.signing_algorithm);
+        let key_encryption_key = reader.optional_secret("KEY_ENCRYPTION_KEY");
+        if let Some(Some(kek)) = &key_encryption_key
+            && KeyEncryptionKey::from_base64(kek.expose_secret()).is_err()
+        {
+            reader.invalid(
+                "KEY_ENCRYPTION_KEY",
+                "must be 32 random bytes encoded in base64 (openssl rand -base64 32)",
+            );
+        }
         let key_activation_delay =
             reader.with_default("KEY_ACTIVATION_DELAY", defaults.key_activation_delay);
         let jwks_max_age = reader.with_default("JWKS_MAX_AGE", defaults.jwks_max_age);
@@ -166,6 +191,8 @@ impl Settings {
                     access_token_ttl: access_token_ttl?,
                     refresh_token_ttl: refresh_token_ttl?,
                     signing_key_pem: signing_key_pem?,
+                    signing_algorithm: signing_algorithm?,
+                    key_encryption_key: key_encryption_key?,
                     key_activation_delay: key_activation_delay?,
                     jwks_max_age: jwks_max_age?,
                     external_issuers: external_issuers?,
@@ -178,6 +205,12 @@ impl Settings {
                 },
             })
         })
+    }
+}
+
+impl FromSetting for SigningAlgorithm {
+    fn from_setting(raw: &str) -> Result<Self, String> {
+        raw.trim().parse()
     }
 }
 
@@ -227,6 +260,38 @@ mod tests {
             ["https://idp.example.com/", "https://other.example.com"]
         );
         assert!(settings.auth.external_mode());
+    }
+
+    #[test]
+    fn the_signing_algorithm_is_eddsa_unless_rs256_is_chosen() {
+        let settings = Settings::read(&base()).expect("valid");
+        assert_eq!(settings.auth.signing_algorithm, SigningAlgorithm::EdDsa);
+        let source = base().with("MERCATO_USER__SIGNING_ALGORITHM", "RS256");
+        let settings = Settings::read(&source).expect("valid");
+        assert_eq!(settings.auth.signing_algorithm, SigningAlgorithm::Rs256);
+        let source = base().with("MERCATO_USER__SIGNING_ALGORITHM", "HS256");
+        let err = Settings::read(&source).expect_err("invalid");
+        assert!(err.to_string().contains("MERCATO_USER__SIGNING_ALGORITHM"));
+    }
+
+    #[test]
+    fn a_key_encryption_key_must_be_32_bytes_of_base64() {
+        let settings = Settings::read(&base()).expect("valid");
+        assert!(settings.auth.key_encryption_key.is_none());
+        let good = base().with(
+            "MERCATO_USER__KEY_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        );
+        assert!(
+            Settings::read(&good)
+                .expect("valid")
+                .auth
+                .key_encryption_key
+                .is_some()
+        );
+        let short = base().with("MERCATO_USER__KEY_ENCRYPTION_KEY", "c2hvcnQ=");
+        let err = Settings::read(&short).expect_err("invalid");
+        assert!(err.to_string().contains("MERCATO_USER__KEY_ENCRYPTION_KEY"));
     }
 
     #[test]

@@ -451,11 +451,12 @@ pub async fn signing_keys(conn: &mut PgConnection) -> Result<Vec<StoredKey>, sql
     .await
 }
 
-/// Stores a key that starts signing at `activate_at`; `ON CONFLICT` keeps an imported PEM from
-/// being stored twice.
+/// Stores a key that starts signing at `activate_at`; `private_key` is the PEM or its sealed
+/// form (see `key_encryption`). `ON CONFLICT` keeps an imported PEM from being stored twice.
 pub async fn insert_signing_key(
     conn: &mut PgConnection,
     material: &KeyMaterial,
+    private_key: &str,
     activate_at: DateTime<Utc>,
     idempotency: Option<(&str, &str)>,
 ) -> Result<(), sqlx::Error> {
@@ -466,14 +467,28 @@ pub async fn insert_signing_key(
          ON CONFLICT (kid) DO NOTHING",
     )
     .bind(&material.kid)
-    .bind(crate::keys::ALGORITHM)
-    .bind(&material.private_key_pem)
+    .bind(material.algorithm.as_str())
+    .bind(private_key)
     .bind(&material.public_jwk)
     .bind(activate_at)
     .bind(key)
     .bind(hash)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Replaces a key's stored private key (encrypting a plaintext key at start-up).
+pub async fn set_private_key(
+    conn: &mut PgConnection,
+    kid: &str,
+    private_key: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE signing_keys SET private_key_pem = $2 WHERE kid = $1")
+        .bind(kid)
+        .bind(private_key)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

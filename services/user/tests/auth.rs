@@ -629,7 +629,7 @@ async fn replicas_starting_together_generate_one_key() {
 #[tokio::test]
 async fn a_configured_pem_signs_instead_of_a_generated_key() {
     let env = env().await;
-    let material = mercato_user::keys::KeyMaterial::generate();
+    let material = mercato_user::keys::KeyMaterial::generate().expect("ed25519 key");
     let pem = material.private_key_pem.clone();
     let user = env
         .start(|s| s.auth.signing_key_pem = Some(secrecy::SecretString::from(pem)))

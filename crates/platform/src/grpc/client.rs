@@ -1,6 +1,6 @@
 //! The client channel every service uses to call another: lazy connection, timeouts, and an
 //! outbound layer that opens a `grpc.client` span, injects its W3C trace context, forwards the
-//! current principal and names the calling service.
+//! current principal and request id, and names the calling service.
 //!
 //! ```no_run
 //! # fn build() -> Result<(), mercato_platform::grpc::ChannelError> {
@@ -26,6 +26,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::trace::{SpanKind, inject_context, observe_response, record_status, split_path};
 use crate::principal::{self, CALLER_HEADER, USER_ID_HEADER};
+use crate::request_id::{self, REQUEST_ID_HEADER};
 
 /// How a client channel connects and whom it says it is.
 #[derive(Debug, Clone)]
@@ -171,6 +172,12 @@ where
             && let Some(principal) = principal::current()
         {
             principal.write_headers(headers);
+        }
+        // The request id of the call being served travels on; one set by hand is kept.
+        if !headers.contains_key(REQUEST_ID_HEADER)
+            && let Some(request_id) = request_id::current()
+        {
+            request_id.write_headers(headers);
         }
 
         let future = span.in_scope(|| inner.call(request));

@@ -7,6 +7,9 @@
 //! outgoing metadata. One checkout is therefore one trace: BFF server span → BFF client span →
 //! order server span → …
 //!
+//! The server span also records the caller's `x-request-id` as its `request_id` field and
+//! scopes it as the call's current request id (see [`crate::request_id`]).
+//!
 //! Both spans stay open until the response body ends, because a gRPC call's outcome
 //! (`grpc-status`) usually arrives in the trailers, after the last message.
 
@@ -23,6 +26,8 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::request_id::{self, RequestId};
 
 /// Reads propagation fields from HTTP/2 headers (gRPC metadata).
 #[derive(Debug)]
@@ -219,17 +224,23 @@ where
             return Box::pin(inner.call(request));
         }
         let span = server_span(&request);
+        // The caller's request id: recorded on the span (every log line of the call carries
+        // it) and scoped for the call, so client channels forward it to the next service.
+        let request_id = RequestId::from_headers(request.headers());
+        if let Some(id) = &request_id {
+            span.record("request_id", id.as_str());
+        }
         // `call` runs inside the span too: layers below record fields on `Span::current()`.
         let future = span.in_scope(|| inner.call(request));
         Box::pin(
-            async move {
+            request_id::scope(request_id, async move {
                 let response = future.await?;
                 Ok(observe_response(
                     tracing::Span::current(),
                     SpanKind::Server,
                     response,
                 ))
-            }
+            })
             .instrument(span),
         )
     }
@@ -248,6 +259,7 @@ fn server_span(request: &http::Request<Body>) -> tracing::Span {
         rpc.method = method,
         rpc.grpc.status_code = tracing::field::Empty,
         user.id = tracing::field::Empty,
+        request_id = tracing::field::Empty,
     );
     let parent = extract_context(request.headers());
     // Fails only when no OpenTelemetry layer is installed (plain logging), where there is no

@@ -161,7 +161,7 @@ impl UserApp {
         }
         drop(conn);
         let name = match crate::domain::truncate(
-            display_name.trim(),
+            crate::domain::nfc(display_name).trim(),
             crate::domain::MAX_DISPLAY_NAME_CHARS,
         ) {
             name if name.is_empty() => email.local_part().to_owned(),

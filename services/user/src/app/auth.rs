@@ -282,7 +282,12 @@ impl UserApp {
             roles: user.roles.clone(),
             email: user.email.clone(),
         };
-        let access_token = keys::sign(&active.key, &claims)?;
+        let private_key_pem = crate::key_encryption::open_stored(
+            self.inner.kek.as_ref(),
+            &active.key.kid,
+            &active.key.private_key_pem,
+        )?;
+        let access_token = keys::sign(&active.key, &private_key_pem, &claims)?;
         Ok(TokenPair {
             access_token,
             access_token_expire_time: DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires),

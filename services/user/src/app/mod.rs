@@ -18,10 +18,12 @@ use chrono::{DateTime, Utc};
 use mercato_platform::principal::Role;
 use mercato_platform::redis::Keys;
 use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::UserError;
+use crate::key_encryption::KeyEncryptionKey;
 use crate::settings::AuthSettings;
 use crate::store::UserRow;
 
@@ -69,6 +71,8 @@ struct Inner {
     redis: ConnectionManager,
     keys: Keys,
     auth: AuthSettings,
+    /// Encrypts private signing keys at rest (`KEY_ENCRYPTION_KEY`), when configured.
+    kek: Option<KeyEncryptionKey>,
     /// Verified for unknown e-mail addresses so a failed login costs the same either way.
     dummy_hash: String,
 }
@@ -89,6 +93,11 @@ impl UserApp {
         keys: Keys,
         auth: AuthSettings,
     ) -> Result<Self, UserError> {
+        let kek = auth
+            .key_encryption_key
+            .as_ref()
+            .map(|raw| KeyEncryptionKey::from_base64(raw.expose_secret()))
+            .transpose()?;
         let random: [u8; 16] = rand::random();
         let dummy_hash =
             auth::hash_password(auth.password_hashing, URL_SAFE_NO_PAD.encode(random)).await?;
@@ -98,6 +107,7 @@ impl UserApp {
                 redis,
                 keys,
                 auth,
+                kek,
                 dummy_hash,
             }),
         })

@@ -1,7 +1,7 @@
-//! Shipping-address rules: trimming, Japanese postal codes (`1500001` → `150-0001`) and phone
+//! Shipping-address rules: NFC normalisation and trimming of every text field, Japanese postal codes (`1500001` → `150-0001`) and phone
 //! numbers, prefectures, and one violation per bad field.
 
-use super::Violation;
+use super::{Violation, nfc};
 
 /// A validated, normalised shipping address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,7 +79,11 @@ const PREFECTURES: [&str; 47] = [
 
 /// Validates and normalises `input`; `prefix` is the request path of the address
 /// (`shipping_address`), so every violation names the exact field.
+///
+/// Every field is brought to NFC first, so the length limits count what a reader sees and the
+/// prefecture and katakana checks accept decomposed input (`カ` + U+3099 is `ガ`).
 pub fn parse_address(input: &PostalAddress, prefix: &str) -> Result<PostalAddress, Vec<Violation>> {
+    let input = &nfc_fields(input);
     let mut violations = Vec::new();
     let mut check = |field: &str, result: Result<String, String>| -> String {
         result.unwrap_or_else(|description| {
@@ -104,6 +108,21 @@ pub fn parse_address(input: &PostalAddress, prefix: &str) -> Result<PostalAddres
         Ok(address)
     } else {
         Err(violations)
+    }
+}
+
+/// Every text field of `input` in NFC.
+fn nfc_fields(input: &PostalAddress) -> PostalAddress {
+    PostalAddress {
+        recipient_name: nfc(&input.recipient_name),
+        recipient_name_kana: nfc(&input.recipient_name_kana),
+        country_code: nfc(&input.country_code),
+        postal_code: nfc(&input.postal_code),
+        region: nfc(&input.region),
+        locality: nfc(&input.locality),
+        address_line1: nfc(&input.address_line1),
+        address_line2: nfc(&input.address_line2),
+        phone_number: nfc(&input.phone_number),
     }
 }
 
@@ -281,6 +300,34 @@ mod tests {
                 "shipping_address.phone_number",
             ]
         );
+    }
+
+    #[test]
+    fn decomposed_text_is_stored_composed() {
+        let decomposed = PostalAddress {
+            recipient_name: "Rene\u{301}e".to_owned(),
+            recipient_name_kana: "\u{30AB}\u{3099}\u{30AF}".to_owned(),
+            locality: "\u{30B7}\u{3099}\u{30E5}\u{30F3}".to_owned(),
+            address_line1: "Cafe\u{301} 1-2-3".to_owned(),
+            ..tokyo()
+        };
+        let address = parse_address(&decomposed, "a").expect("decomposed input is valid");
+        assert_eq!(address.recipient_name, "Renée");
+        assert_eq!(address.recipient_name_kana, "ガク");
+        assert_eq!(address.locality, "ジュン");
+        assert_eq!(address.address_line1, "Café 1-2-3");
+    }
+
+    #[test]
+    fn length_limits_count_composed_characters() {
+        // 100 decomposed `é` are 200 code points but 100 characters once composed.
+        let name = "e\u{301}".repeat(100);
+        let address = PostalAddress {
+            recipient_name: name,
+            ..tokyo()
+        };
+        let parsed = parse_address(&address, "a").expect("100 composed characters fit");
+        assert_eq!(parsed.recipient_name, "é".repeat(100));
     }
 
     #[test]

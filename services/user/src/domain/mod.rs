@@ -5,6 +5,8 @@ pub mod address;
 
 use std::fmt;
 
+use unicode_normalization::UnicodeNormalization as _;
+
 pub use address::{PostalAddress, parse_address};
 
 /// Longest accepted e-mail address (RFC 5321 path limit).
@@ -130,19 +132,29 @@ impl Password {
     }
 }
 
-/// Display name for a new account: trimmed, at most 100 characters; empty means "use the local
-/// part of the e-mail address".
+/// `raw` in Unicode Normalization Form C, so a decomposed `e` + U+0301 is stored (and counted)
+/// as the one character `é`, and two spellings of one name compare equal.
+///
+/// Every free-text field is normalised before its length and character checks run.
+pub fn nfc(raw: &str) -> String {
+    raw.nfc().collect()
+}
+
+/// Display name for a new account: NFC, trimmed, at most 100 characters; empty means "use the
+/// local part of the e-mail address".
 pub fn registration_display_name(raw: &str, email: &Email) -> Result<String, String> {
-    let name = raw.trim();
+    let name = nfc(raw);
+    let name = name.trim();
     if name.is_empty() {
         return Ok(truncate(email.local_part(), MAX_DISPLAY_NAME_CHARS));
     }
     profile_display_name(name)
 }
 
-/// Display name in a profile update: 1-100 characters after trimming.
+/// Display name in a profile update: NFC, 1-100 characters after trimming.
 pub fn profile_display_name(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
+    let name = nfc(raw);
+    let name = name.trim();
     if name.is_empty() {
         return Err("is required".to_owned());
     }
@@ -154,9 +166,10 @@ pub fn profile_display_name(raw: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-/// Profile description: at most 1,000 characters.
+/// Profile description: NFC, at most 1,000 characters.
 pub fn description(raw: &str) -> Result<String, String> {
-    let text = raw.trim();
+    let text = nfc(raw);
+    let text = text.trim();
     if text.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(format!(
             "must be at most {MAX_DESCRIPTION_CHARS} characters"
@@ -213,6 +226,22 @@ mod tests {
             Ok("bob")
         );
         assert!(registration_display_name(&"n".repeat(101), &email).is_err());
+    }
+
+    #[test]
+    fn display_names_are_composed_before_counting() {
+        let email = Email::parse("bob@example.com").expect("valid");
+        assert_eq!(
+            registration_display_name(" Jose\u{301} ", &email).as_deref(),
+            Ok("José")
+        );
+        assert_eq!(
+            profile_display_name("\u{30AB}\u{3099}").as_deref(),
+            Ok("ガ")
+        );
+        // 100 decomposed characters (200 code points) fit once composed.
+        assert!(profile_display_name(&"e\u{301}".repeat(100)).is_ok());
+        assert_eq!(description("Cafe\u{301}").as_deref(), Ok("Café"));
     }
 
     #[test]
