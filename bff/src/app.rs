@@ -11,9 +11,12 @@ use mercato_platform::grpc::{
     ChannelError, ChannelOptions, ConcurrencyLimitLayer, ServerTraceLayer, TimeoutLayer,
     connect_lazy,
 };
-use mercato_platform::principal::PrincipalLayer;
+use mercato_platform::principal::{self, PrincipalLayer};
 use mercato_proto::mercato::bff::v1::account_service_server::AccountServiceServer;
+use mercato_proto::mercato::bff::v1::admin_service_server::AdminServiceServer;
 use mercato_proto::mercato::bff::v1::auth_service_server::AuthServiceServer;
+use mercato_proto::mercato::bff::v1::catalog_service_server::CatalogServiceServer;
+use mercato_proto::mercato::bff::v1::seller_service_server::SellerServiceServer;
 use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -22,10 +25,14 @@ use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admin::AdminGrpc;
+use crate::assets::AssetsLayer;
+use crate::catalog::CatalogGrpc;
 use crate::edge::{EdgeLayer, EdgeState, REQUEST_ID_HEADER, TRACE_ID_HEADER};
 use crate::grpc::{AccountGrpc, AuthGrpc};
 use crate::jwt::Verifier;
 use crate::rate_limit::RateLimiter;
+use crate::seller::SellerGrpc;
 use crate::settings::BffSettings;
 
 /// Errors building or running the BFF.
@@ -140,7 +147,14 @@ impl Application {
             http,
         } = self;
 
-        let channel = connect_lazy(&settings.user_service_url, &ChannelOptions::new("bff"))?;
+        let channel = connect_lazy(
+            &settings.user_service_url,
+            &ChannelOptions::new(principal::EDGE_CALLER),
+        )?;
+        let product_channel = connect_lazy(
+            &settings.product_service_url,
+            &ChannelOptions::new(principal::EDGE_CALLER),
+        )?;
         let verifier = Verifier::new(settings.issuers.clone(), settings.jwks, http);
         let limiter = RateLimiter::new(settings.redis.clone(), settings.rate_limits);
         let edge = Arc::new(EdgeState::new(
@@ -159,9 +173,13 @@ impl Application {
         let services = [
             <AuthServiceServer<AuthGrpc> as NamedService>::NAME,
             <AccountServiceServer<AccountGrpc> as NamedService>::NAME,
+            <CatalogServiceServer<CatalogGrpc> as NamedService>::NAME,
+            <SellerServiceServer<SellerGrpc> as NamedService>::NAME,
+            <AdminServiceServer<AdminGrpc> as NamedService>::NAME,
         ];
 
         // Outermost first; the order is deliberate:
+        // 0. A page or file load (GET, not gRPC) is answered from the storefront's files.
         // 1. CORS answers preflights before anything else (gRPC-Web would refuse an OPTIONS).
         // 2. gRPC-Web turns browser requests into plain gRPC, so everything below sees one
         //    protocol.
@@ -172,6 +190,7 @@ impl Application {
         // 6. The platform's principal layer turns the edge's verified headers into the request
         //    extension and task-local that outgoing calls forward.
         let stack = ServiceBuilder::new()
+            .layer(AssetsLayer::new(settings.web_root.as_deref()))
             .layer(cors(&settings.cors_origins)?)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(ServerTraceLayer)
@@ -193,7 +212,15 @@ impl Application {
                 settings.auth.clone(),
                 channel.clone(),
             )))
-            .add_service(AccountServiceServer::new(AccountGrpc::new(channel)));
+            .add_service(AccountServiceServer::new(AccountGrpc::new(channel.clone())))
+            .add_service(AdminServiceServer::new(AdminGrpc::new(
+                channel,
+                product_channel.clone(),
+            )))
+            .add_service(CatalogServiceServer::new(CatalogGrpc::new(
+                product_channel.clone(),
+            )))
+            .add_service(SellerServiceServer::new(SellerGrpc::new(product_channel)));
 
         health.set_service_status("", ServingStatus::Serving).await;
         for service in services {

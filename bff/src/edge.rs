@@ -1,8 +1,9 @@
 //! The edge layer every browser request passes before a handler runs: strip client-supplied
 //! internal headers, assign the request id, authenticate (public allow-list, bearer token,
 //! external-subject mapping), rate limit, and hand the verified principal to the platform's
-//! principal layer as forwarding headers. Every response leaves with `x-request-id` and
-//! `x-trace-id`.
+//! principal layer as forwarding headers. The request id is scoped for the call, so every call
+//! to an internal service carries it (see `mercato_platform::request_id`). Every response leaves
+//! with `x-request-id` and `x-trace-id`.
 //!
 //! Rejections happen here, before any service is called.
 
@@ -18,6 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use mercato_platform::error::{self as errors, ErrorCode};
 use mercato_platform::grpc::ClientChannel;
 use mercato_platform::principal::{self, Principal, Role};
+use mercato_platform::request_id::{self, RequestId};
 use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::user::v1::ProvisionExternalUserRequest;
 use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
@@ -35,7 +37,7 @@ use crate::rate_limit::{Decision, RateLimiter, Subject};
 use crate::routes::{self, RouteClass};
 
 /// The request id header (taken from the client when well-formed, generated otherwise).
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REQUEST_ID_HEADER: &str = request_id::REQUEST_ID_HEADER;
 /// The trace id header on every response.
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
@@ -247,25 +249,6 @@ fn unauthenticated(reason: &'static str, message: &str) -> Status {
     Status::with_error_details(tonic::Code::Unauthenticated, message, details)
 }
 
-/// A request id: the client's when it is short and printable, otherwise a fresh UUID.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .filter(|value| {
-            let bytes = value.as_bytes();
-            !bytes.is_empty()
-                && bytes.len() <= 128
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        })
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&Uuid::new_v4().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-        })
-}
-
 /// The current trace id (from the server span), or a fresh id when tracing is not exporting.
 fn trace_id() -> String {
     let context = tracing::Span::current().context();
@@ -333,14 +316,18 @@ where
 
         // First, before anything reads them: a browser must never pose as another user.
         principal::strip_internal_headers(request.headers_mut());
-        let request_id = request_id(request.headers());
-        request
-            .headers_mut()
-            .insert(REQUEST_ID_HEADER, request_id.clone());
+        let id = RequestId::from_headers(request.headers()).unwrap_or_else(RequestId::generate);
+        id.write_headers(request.headers_mut());
+        let request_id = id.header_value();
         let trace_id = HeaderValue::from_str(&trace_id())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
 
-        Box::pin(async move {
+        // The id is the call's current request id from here on: every call to a service (the
+        // handler's, and the edge's own provisioning call) forwards it, and the server span
+        // records it for the BFF's own log lines.
+        let scoped = Some(id.clone());
+        Box::pin(request_id::scope(scoped, async move {
+            id.record_on_current_span();
             let path = request.uri().path().to_owned();
             let client_ip = state.client_ip(&request);
             let mut response = match state.admit(&path, request.headers(), client_ip).await {
@@ -360,7 +347,7 @@ where
             headers.insert(REQUEST_ID_HEADER, request_id);
             headers.insert(TRACE_ID_HEADER, trace_id);
             Ok(response)
-        })
+        }))
     }
 }
 

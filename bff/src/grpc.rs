@@ -271,7 +271,7 @@ fn required<T>(value: Option<T>, what: &str) -> Result<T, Status> {
 }
 
 /// What the browser sees of a user: the issuer, subject and update time stay internal.
-fn account(user: user::User) -> bff::Account {
+pub(crate) fn account(user: user::User) -> bff::Account {
     let user::User {
         user_id,
         email,

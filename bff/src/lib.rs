@@ -8,13 +8,17 @@
 //! [`routes`] (the public allow-list and route classes), [`grpc`] (handlers), [`error`]
 //! (downstream status masking), [`settings`].
 
+pub mod admin;
 pub mod app;
+pub mod assets;
+pub mod catalog;
 pub mod edge;
 pub mod error;
 pub mod grpc;
 pub mod jwt;
 pub mod rate_limit;
 pub mod routes;
+pub mod seller;
 pub mod settings;
 
 pub use app::{AppError, Application};

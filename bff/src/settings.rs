@@ -24,6 +24,10 @@ pub struct BffSettings {
     pub redis: RedisSettings,
     /// `USER_SERVICE_URL`, default `http://127.0.0.1:50051`.
     pub user_service_url: String,
+    /// `PRODUCT_SERVICE_URL`, default `http://127.0.0.1:50052`: catalog, stock, ranking.
+    pub product_service_url: String,
+    /// `WEB_ROOT`: the built storefront (`bff/web/dist`) served on the gRPC port; unset, none.
+    pub web_root: Option<std::path::PathBuf>,
     /// Trusted issuers (built-in first, then the external one if configured).
     pub issuers: Vec<IssuerConfig>,
     /// JWKS cache policy.
@@ -54,6 +58,8 @@ impl BffSettings {
     /// | `GRPC_ADDR` / `HTTP_ADDR` | `0.0.0.0:8080` / `0.0.0.0:8090` |
     /// | `REDIS_URL`, `REDIS_KEY_PREFIX` | required, `mercato:bff:` |
     /// | `USER_SERVICE_URL` | `http://127.0.0.1:50051` |
+    /// | `PRODUCT_SERVICE_URL` | `http://127.0.0.1:50052` |
+    /// | `WEB_ROOT` | unset (no storefront files served) |
     /// | `ISSUER`, `JWKS_URL`, `AUDIENCE` | `http://127.0.0.1:8081`, `{ISSUER}/.well-known/jwks.json`, `mercato` |
     /// | `EXTERNAL_ISSUER`, `EXTERNAL_JWKS_URL`, `EXTERNAL_AUDIENCE`, `EXTERNAL_CLIENT_ID` | unset (built-in mode) |
     /// | `JWKS_TTL`, `JWKS_REFRESH_COOLDOWN`, `JWKS_FETCH_TIMEOUT`, `TOKEN_LEEWAY` | `5m`, `30s`, `5s`, `30s` |
@@ -69,6 +75,9 @@ impl BffSettings {
         let redis = RedisSettings::read(reader);
         let user_service_url =
             reader.with_default("USER_SERVICE_URL", "http://127.0.0.1:50051".to_owned());
+        let product_service_url =
+            reader.with_default("PRODUCT_SERVICE_URL", "http://127.0.0.1:50052".to_owned());
+        let web_root = reader.optional::<String>("WEB_ROOT");
 
         let issuer = reader.with_default("ISSUER", "http://127.0.0.1:8081".to_owned());
         let jwks_url = reader.optional::<String>("JWKS_URL");
@@ -137,6 +146,8 @@ impl BffSettings {
             common: common?,
             redis: redis?,
             user_service_url: user_service_url?,
+            product_service_url: product_service_url?,
+            web_root: web_root?.filter(|root| !root.is_empty()).map(Into::into),
             issuers,
             jwks: JwksPolicy {
                 ttl: ttl?,

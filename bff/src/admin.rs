@@ -1,0 +1,311 @@
+//! The operator console (`mercato.bff.v1.AdminService`). Every RPC requires ROLE_ADMIN, checked
+//! here before any service is called; the user named by `target_user_id` is the one acted on,
+//! never the caller.
+//!
+//! Accounts and roles are served by the user service and products by the product service. The
+//! order, payment, coupon and shipment RPCs answer UNIMPLEMENTED until the services that own
+//! those resources serve them.
+
+use mercato_platform::grpc::ClientChannel;
+use mercato_platform::principal::{self, Role};
+use mercato_proto::mercato::bff::v1 as bff;
+use mercato_proto::mercato::product::v1 as product;
+use mercato_proto::mercato::user::v1 as user;
+use product::product_service_client::ProductServiceClient;
+use tonic::{Request, Response, Status};
+use user::user_service_client::UserServiceClient;
+
+use crate::catalog::{product_from_input, public_product};
+use crate::error::{broken_contract, downstream};
+use crate::grpc::account;
+
+/// `mercato.bff.v1.AdminService`.
+#[derive(Debug, Clone)]
+pub struct AdminGrpc {
+    users: UserServiceClient<ClientChannel>,
+    products: ProductServiceClient<ClientChannel>,
+}
+
+impl AdminGrpc {
+    /// The handler over the user and product service channels.
+    pub fn new(user_channel: ClientChannel, product_channel: ClientChannel) -> Self {
+        Self {
+            users: UserServiceClient::new(user_channel),
+            products: ProductServiceClient::new(product_channel),
+        }
+    }
+}
+
+fn admin<T>(request: &Request<T>) -> Result<(), Status> {
+    principal::require_role(request, Role::Admin).map(drop)
+}
+
+fn not_served(rpc: &str, owner: &str) -> Status {
+    Status::unimplemented(format!(
+        "AdminService.{rpc} is served once the {owner} service provides it"
+    ))
+}
+
+fn user_of(user: Option<user::User>, what: &str) -> Result<bff::Account, Status> {
+    user.map(account).ok_or_else(|| broken_contract(what))
+}
+
+#[tonic::async_trait]
+impl bff::admin_service_server::AdminService for AdminGrpc {
+    async fn list_users(
+        &self,
+        request: Request<bff::ListUsersRequest>,
+    ) -> Result<Response<bff::ListUsersResponse>, Status> {
+        admin(&request)?;
+        let bff::ListUsersRequest {
+            page_size,
+            page_token,
+            query,
+            role,
+            show_deleted,
+        } = request.into_inner();
+        let response = self
+            .users
+            .clone()
+            .list_users(user::ListUsersRequest {
+                page_size,
+                page_token,
+                query,
+                role,
+                show_deleted,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::ListUsersResponse {
+            accounts: response.users.into_iter().map(account).collect(),
+            next_page_token: response.next_page_token,
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<bff::GetUserRequest>,
+    ) -> Result<Response<bff::GetUserResponse>, Status> {
+        admin(&request)?;
+        let bff::GetUserRequest { target_user_id } = request.into_inner();
+        let response = self
+            .users
+            .clone()
+            .get_user(user::GetUserRequest {
+                user_id: target_user_id,
+                show_deleted: true,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::GetUserResponse {
+            account: Some(user_of(response.user, "GetUserResponse.user")?),
+        }))
+    }
+
+    async fn grant_role(
+        &self,
+        request: Request<bff::GrantRoleRequest>,
+    ) -> Result<Response<bff::GrantRoleResponse>, Status> {
+        admin(&request)?;
+        let bff::GrantRoleRequest {
+            target_user_id,
+            role,
+        } = request.into_inner();
+        let response = self
+            .users
+            .clone()
+            .grant_role(user::GrantRoleRequest {
+                user_id: target_user_id,
+                role,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::GrantRoleResponse {
+            account: Some(user_of(response.user, "GrantRoleResponse.user")?),
+        }))
+    }
+
+    async fn revoke_role(
+        &self,
+        request: Request<bff::RevokeRoleRequest>,
+    ) -> Result<Response<bff::RevokeRoleResponse>, Status> {
+        admin(&request)?;
+        let bff::RevokeRoleRequest {
+            target_user_id,
+            role,
+        } = request.into_inner();
+        let response = self
+            .users
+            .clone()
+            .revoke_role(user::RevokeRoleRequest {
+                user_id: target_user_id,
+                role,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::RevokeRoleResponse {
+            account: Some(user_of(response.user, "RevokeRoleResponse.user")?),
+        }))
+    }
+
+    async fn list_all_products(
+        &self,
+        request: Request<bff::ListAllProductsRequest>,
+    ) -> Result<Response<bff::ListAllProductsResponse>, Status> {
+        admin(&request)?;
+        let bff::ListAllProductsRequest {
+            page_size,
+            page_token,
+            target_user_id,
+            statuses,
+            query,
+        } = request.into_inner();
+        let statuses = if statuses.is_empty() {
+            crate::seller::every_status()
+        } else {
+            statuses
+        };
+        let response = self
+            .products
+            .clone()
+            .list_products(product::ListProductsRequest {
+                page_size,
+                page_token,
+                query,
+                seller_id: target_user_id,
+                statuses,
+                order_by: product::ProductSort::Newest.into(),
+                ..product::ListProductsRequest::default()
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::ListAllProductsResponse {
+            products: response.products.into_iter().map(public_product).collect(),
+            next_page_token: response.next_page_token,
+        }))
+    }
+
+    async fn set_product_featured(
+        &self,
+        request: Request<bff::SetProductFeaturedRequest>,
+    ) -> Result<Response<bff::SetProductFeaturedResponse>, Status> {
+        admin(&request)?;
+        let bff::SetProductFeaturedRequest {
+            product_id,
+            featured,
+        } = request.into_inner();
+        let mut change = product_from_input(product_id, bff::ProductInput::default());
+        change.featured = featured;
+        let updated = self
+            .products
+            .clone()
+            .update_product(product::UpdateProductRequest {
+                product: Some(change),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["featured".to_owned()],
+                }),
+                expected_version: 0,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner()
+            .product
+            .ok_or_else(|| broken_contract("UpdateProductResponse.product"))?;
+        Ok(Response::new(bff::SetProductFeaturedResponse {
+            product: Some(public_product(updated)),
+        }))
+    }
+
+    async fn search_orders(
+        &self,
+        request: Request<bff::SearchOrdersRequest>,
+    ) -> Result<Response<bff::SearchOrdersResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("SearchOrders", "order"))
+    }
+
+    async fn lookup_order(
+        &self,
+        request: Request<bff::LookupOrderRequest>,
+    ) -> Result<Response<bff::LookupOrderResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("LookupOrder", "order"))
+    }
+
+    async fn cancel_any_order(
+        &self,
+        request: Request<bff::CancelAnyOrderRequest>,
+    ) -> Result<Response<bff::CancelAnyOrderResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("CancelAnyOrder", "order"))
+    }
+
+    async fn search_payments(
+        &self,
+        request: Request<bff::SearchPaymentsRequest>,
+    ) -> Result<Response<bff::SearchPaymentsResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("SearchPayments", "payment"))
+    }
+
+    async fn refund_payment(
+        &self,
+        request: Request<bff::RefundPaymentRequest>,
+    ) -> Result<Response<bff::RefundPaymentResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("RefundPayment", "payment"))
+    }
+
+    async fn create_coupon(
+        &self,
+        request: Request<bff::CreateCouponRequest>,
+    ) -> Result<Response<bff::CreateCouponResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("CreateCoupon", "order"))
+    }
+
+    async fn list_coupons(
+        &self,
+        request: Request<bff::ListCouponsRequest>,
+    ) -> Result<Response<bff::ListCouponsResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("ListCoupons", "order"))
+    }
+
+    async fn create_campaign(
+        &self,
+        request: Request<bff::CreateCampaignRequest>,
+    ) -> Result<Response<bff::CreateCampaignResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("CreateCampaign", "order"))
+    }
+
+    async fn issue_coupon(
+        &self,
+        request: Request<bff::IssueCouponRequest>,
+    ) -> Result<Response<bff::IssueCouponResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("IssueCoupon", "order"))
+    }
+
+    async fn list_shipments(
+        &self,
+        request: Request<bff::ListShipmentsRequest>,
+    ) -> Result<Response<bff::ListShipmentsResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("ListShipments", "process"))
+    }
+
+    async fn mark_shipment_shipped(
+        &self,
+        request: Request<bff::MarkShipmentShippedRequest>,
+    ) -> Result<Response<bff::MarkShipmentShippedResponse>, Status> {
+        admin(&request)?;
+        Err(not_served("MarkShipmentShipped", "process"))
+    }
+}
