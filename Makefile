@@ -33,7 +33,7 @@ export MERCATO_TEST_BROKER_RESTART_CMD ?= bash $(CURDIR)/deployments/deps.sh res
 # Runs a command as root: directly when we are root, through sudo otherwise.
 AS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps dev dev-stop test lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
+.PHONY: help deps dev dev-stop test bench lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
 
 help: ## list the targets
 	@printf 'usage: make <target>\n\n'
@@ -51,6 +51,9 @@ dev-stop: ## stop what `make dev` started (servers that were already running sta
 test: deps nextest-cli node-cli ## deps, then the whole test suite; serial_* tests run alone, last
 	$(CARGO) nextest run --workspace --profile ci
 	$(CARGO) nextest run --workspace --profile serial --no-tests=pass
+
+bench: ## release builds on free ports, driven by mercato-loadgen; reports in target/bench (SCENARIOS="edge catalog stock")
+	@bash deployments/bench.sh $(SCENARIOS)
 
 lint: buf-cli ## buf lint, rustfmt check, clippy with warnings denied
 	$(BUF) lint

@@ -1,0 +1,30 @@
+//! The baseline server: tonic with nothing but the health service, no Mercato stack. What it
+//! answers per second on this machine is the ceiling any Mercato RPC is compared with.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+/// Serves a bare tonic health service on `addr` until Ctrl-C, printing the bound address first
+/// (so a script can bind port 0 and read where it landed).
+pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    // The line scripts wait for.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("hello-server listening on {local}");
+    }
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Runs Mercato's benchmarks (`make bench`): release builds of the services on free loopback ports,
+# on fresh databases, a Redis key prefix and a broker namespace of their own, driven by
+# mercato-loadgen against baselines measured in the same run.
+#
+# usage: deployments/bench.sh [scenario...]    default: every scenario
+#
+# Scenarios (one stack serves them all, started once per run):
+#   edge     a verified-token read through the BFF vs the same read directly on the user service,
+#            and a bare tonic server (the machine's RPC ceiling)
+#   catalog  a public product read through the BFF vs directly on the product service vs raw tonic
+#   stock    reservations on one hot SKU vs pgbench running the same conditional UPDATE
+#
+# Results: $MERCATO_BENCH_OUT (default target/bench)/<scenario>.{json,md}; service logs in
+# $MERCATO_BENCH_OUT/logs. Environment (all optional): MERCATO_BENCH_DURATION (default 10s),
+# MERCATO_BENCH_WARMUP (2s), MERCATO_BENCH_CONCURRENCY (32), MERCATO_BENCH_CONNECTIONS (4),
+# CARGO_TARGET_DIR. The databases mercato_bench_* are dropped and recreated on every run.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONFIG_DIR="$ROOT/deployments/config"
+CARGO=${CARGO:-cargo}
+OUT=${MERCATO_BENCH_OUT:-$ROOT/target/bench}
+LOGS="$OUT/logs"
+PG_URL_BASE=${MERCATO_BENCH_PG:-postgres://mercato:mercato@127.0.0.1:5432}
+RUN_ID="bench$$"
+PIDS=()
+
+say() { printf '==> %s\n' "$*"; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # This run's Redis keys (rate limits, caches, markers) go with it.
+    if command -v redis-cli >/dev/null; then
+        redis-cli --scan --pattern "$RUN_ID:*" | xargs -r -n 500 redis-cli del >/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# KEY=value lines of an env file, verbatim (as dev.sh and docker compose read them).
+env_lines() { # env_lines <file>
+    [ -f "$1" ] || return 0
+    grep -E '^[[:space:]]*[A-Za-z_][A-Za-z0-9_]*=' "$1" | sed 's/^[[:space:]]*//'
+}
+
+fresh_database() { # fresh_database <name>: prints its URL
+    psql -X -q -v ON_ERROR_STOP=1 "$PG_URL_BASE/postgres" \
+        -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
+    printf '%s/%s' "$PG_URL_BASE" "$1"
+}
+
+# Starts a release binary with the local settings of <name>, then the overrides (later wins).
+start() { # start <name> <binary> <KEY=value...>
+    local name=$1 bin=$2 envs
+    shift 2
+    mapfile -t envs < <(env_lines "$CONFIG_DIR/common.env"; env_lines "$CONFIG_DIR/$name.env")
+    env "${envs[@]}" MERCATO__LOG_FORMAT=json MERCATO__LOG_FILTER=warn "$@" \
+        "$TARGET/release/$bin" >"$LOGS/$name.log" 2>&1 </dev/null &
+    PIDS+=("$!")
+}
+
+wait_ready() { # wait_ready <name> <http addr>
+    local deadline=$((SECONDS + 60))
+    until curl -fsS -o /dev/null "http://$2/readyz" 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || die "$1 not ready after 60 s (see $LOGS/$1.log)"
+        sleep 0.3
+    done
+}
+
+loadgen_flags() {
+    printf '%s\n' --duration "${MERCATO_BENCH_DURATION:-10s}" --warmup "${MERCATO_BENCH_WARMUP:-2s}" \
+        --concurrency "${MERCATO_BENCH_CONCURRENCY:-32}" \
+        --connections "${MERCATO_BENCH_CONNECTIONS:-4}" --out "$OUT"
+}
+
+# ---------------------------------------------------------------- scenarios
+
+# Starts the user and product services, the BFF in front of them and a bare tonic server, each
+# on free ports and fresh databases; sets USER_GRPC, PRODUCT_GRPC, PRODUCT_DB, BFF_GRPC, HELLO.
+start_stack() {
+    local user_http product_http bff_http user_db hello_port
+    USER_GRPC=127.0.0.1:$(free_port)
+    user_http=127.0.0.1:$(free_port)
+    PRODUCT_GRPC=127.0.0.1:$(free_port)
+    product_http=127.0.0.1:$(free_port)
+    BFF_GRPC=127.0.0.1:$(free_port)
+    bff_http=127.0.0.1:$(free_port)
+    hello_port=$(free_port)
+    user_db=$(fresh_database mercato_bench_user)
+    PRODUCT_DB=$(fresh_database mercato_bench_product)
+
+    say "starting the user and product services, the BFF and a bare tonic server"
+    start user mercato-user MERCATO_USER__GRPC_ADDR="$USER_GRPC" MERCATO_USER__HTTP_ADDR="$user_http" \
+        MERCATO_USER__DATABASE_URL="$user_db" MERCATO_USER__ISSUER="http://$user_http" \
+        MERCATO_USER__REDIS_KEY_PREFIX="$RUN_ID:user:" MERCATO__BUS_NAMESPACE="$RUN_ID"
+    start product mercato-product MERCATO_PRODUCT__GRPC_ADDR="$PRODUCT_GRPC" \
+        MERCATO_PRODUCT__HTTP_ADDR="$product_http" MERCATO_PRODUCT__DATABASE_URL="$PRODUCT_DB" \
+        MERCATO_PRODUCT__REDIS_KEY_PREFIX="$RUN_ID:product:" MERCATO__BUS_NAMESPACE="$RUN_ID"
+    wait_ready user "$user_http"
+    wait_ready product "$product_http"
+    # The limits are lifted so the benchmark measures the limiter's cost, not its refusals.
+    start bff mercato-bff MERCATO_BFF__GRPC_ADDR="$BFF_GRPC" MERCATO_BFF__HTTP_ADDR="$bff_http" \
+        MERCATO_BFF__USER_SERVICE_URL="http://$USER_GRPC" \
+        MERCATO_BFF__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
+        MERCATO_BFF__ISSUER="http://$user_http" \
+        MERCATO_BFF__JWKS_URL="http://$user_http/.well-known/jwks.json" \
+        MERCATO_BFF__REDIS_KEY_PREFIX="$RUN_ID:bff:" \
+        MERCATO_BFF__RATE_LIMIT_READ_REQUESTS=100000000 MERCATO_BFF__RATE_LIMIT_READ_BURST=100000000 \
+        MERCATO_BFF__RATE_LIMIT_AUTH_REQUESTS=100000000 MERCATO_BFF__RATE_LIMIT_AUTH_BURST=100000000
+    wait_ready bff "$bff_http"
+    "$TARGET/release/mercato-loadgen" hello-server --addr "127.0.0.1:$hello_port" \
+        >"$LOGS/hello.log" 2>&1 &
+    PIDS+=("$!")
+    HELLO=127.0.0.1:$hello_port
+    local deadline=$((SECONDS + 30))
+    until grep -q 'listening on' "$LOGS/hello.log" 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || die "the hello server did not start (see $LOGS/hello.log)"
+        sleep 0.1
+    done
+}
+
+loadgen() { "$TARGET/release/mercato-loadgen" "$@" "${FLAGS[@]}"; }
+
+bench_edge() {
+    loadgen edge --bff "http://$BFF_GRPC" --user "http://$USER_GRPC" --hello "http://$HELLO"
+}
+
+bench_catalog() {
+    loadgen catalog --bff "http://$BFF_GRPC" --product "http://$PRODUCT_GRPC" --hello "http://$HELLO"
+}
+
+bench_stock() {
+    loadgen stock --product "http://$PRODUCT_GRPC" --database-url "$PRODUCT_DB"
+}
+
+# ---------------------------------------------------------------- main
+
+SCENARIOS=(edge catalog stock)
+[ "$#" -gt 0 ] && SCENARIOS=("$@")
+for scenario in "${SCENARIOS[@]}"; do
+    declare -F "bench_$scenario" >/dev/null ||
+        die "unknown scenario '$scenario' (known: edge catalog stock)"
+done
+
+bash "$ROOT/deployments/deps.sh" up
+mkdir -p "$LOGS"
+say "building release binaries"
+(cd "$ROOT" && "$CARGO" build --release -p mercato-user -p mercato-product -p mercato-bff \
+    -p mercato-loadgen)
+TARGET=$("$CARGO" metadata --no-deps --format-version 1 --manifest-path "$ROOT/Cargo.toml" |
+    grep -o '"target_directory":"[^"]*"' | sed 's/^"target_directory":"//; s/"$//')
+
+mapfile -t FLAGS < <(loadgen_flags)
+start_stack
+for scenario in "${SCENARIOS[@]}"; do "bench_$scenario"; done
+say "reports in ${OUT#"$ROOT"/}"
