@@ -33,7 +33,7 @@ export MERCATO_TEST_BROKER_RESTART_CMD ?= bash $(CURDIR)/deployments/deps.sh res
 # Runs a command as root: directly when we are root, through sudo otherwise.
 AS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps dev dev-stop test bench lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
+.PHONY: help deps dev dev-stop web test bench lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
 
 help: ## list the targets
 	@printf 'usage: make <target>\n\n'
@@ -42,8 +42,12 @@ help: ## list the targets
 deps: ## start PostgreSQL, Redis and RabbitMQ unless already running; create the role and databases
 	@bash deployments/deps.sh up
 
-dev: ## deps, build, start every service and print where each listens
+dev: web ## deps, build, start every service and the storefront, print where each listens
 	@bash deployments/dev.sh up
+
+web: node-cli ## build the storefront SPA (bff/web/dist), which the BFF serves on its port
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); if (a < 20 || (a === 20 && b < 19)) { console.error("the storefront needs Node >= 20.19 (Vite 8); this is " + process.version); process.exit(1) }'
+	@cd bff/web && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build
 
 dev-stop: ## stop what `make dev` started (servers that were already running stay up)
 	@bash deployments/dev.sh stop

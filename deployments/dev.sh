@@ -16,6 +16,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Services run from the repository root, so relative paths in the config (WEB_ROOT) resolve.
+cd "$ROOT"
 RUN_DIR="$ROOT/deployments/.run"
 CONFIG_DIR="$ROOT/deployments/config"
 READY_TIMEOUT=${MERCATO_DEV_READY_TIMEOUT:-60}

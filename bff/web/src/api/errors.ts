@@ -1,0 +1,93 @@
+// Turns a failed call into what the UI shows: the server's message, field violations (keyed by
+// field path), a retry delay for RESOURCE_EXHAUSTED, and the trace id to quote to support.
+
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  BadRequestSchema,
+  ErrorInfoSchema,
+  RequestInfoSchema,
+  RetryInfoSchema,
+} from "../gen/google/rpc/error_details_pb";
+
+/** A failure as the UI shows it. */
+export interface UiError {
+  /** gRPC status code. */
+  code: Code;
+  /** The status name, e.g. "INVALID_ARGUMENT". */
+  codeName: string;
+  /** What to tell the user. */
+  message: string;
+  /** ErrorInfo reason, e.g. "VALIDATION_FAILED". */
+  reason: string | undefined;
+  /** Field path → message, from BadRequest. */
+  fields: ReadonlyArray<{ field: string; description: string }>;
+  /** The trace id of the failed request (x-trace-id). */
+  traceId: string | undefined;
+  /** The request id (x-request-id or RequestInfo). */
+  requestId: string | undefined;
+  /** Seconds to wait before retrying (RetryInfo). */
+  retryAfterSeconds: number | undefined;
+}
+
+function codeName(code: Code): string {
+  return (Code[code] ?? "UNKNOWN").replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+function firstHeader(headers: Headers, name: string): string | undefined {
+  // Headers and trailers are merged into the error's metadata, so a value sent in both reads
+  // as "a, a".
+  const value = headers.get(name);
+  return value ? value.split(",")[0]?.trim() || undefined : undefined;
+}
+
+/** Converts anything thrown by a client call. */
+export function toUiError(thrown: unknown): UiError {
+  const error = ConnectError.from(thrown);
+  const info = error.findDetails(ErrorInfoSchema)[0];
+  const requestInfo = error.findDetails(RequestInfoSchema)[0];
+  const retry = error.findDetails(RetryInfoSchema)[0];
+  const fields = error
+    .findDetails(BadRequestSchema)
+    .flatMap((bad) => bad.fieldViolations)
+    .map((v) => ({ field: v.field, description: v.localizedMessage?.message || v.description }));
+  const retryAfterSeconds = retry?.retryDelay
+    ? Math.max(1, Math.ceil(Number(retry.retryDelay.seconds) + retry.retryDelay.nanos / 1e9))
+    : undefined;
+
+  let message = error.rawMessage;
+  // A call that never reached the BFF (offline, CORS, BFF down) has no server message.
+  const unreachable =
+    !error.metadata.has("x-request-id") &&
+    !error.metadata.has("grpc-status") &&
+    (error.code === Code.Unknown || error.code === Code.Unavailable || error.code === Code.Internal);
+  if (unreachable) {
+    message = "The shop could not be reached. Check your connection and try again.";
+  } else if (error.code === Code.ResourceExhausted) {
+    const wait = retryAfterSeconds ?? 1;
+    message = `${message ? `${message}. ` : ""}Please try again in ${wait} s.`;
+  } else if (!message) {
+    message = "Something went wrong. Please try again.";
+  }
+  return {
+    code: error.code,
+    codeName: codeName(error.code),
+    message,
+    reason: info?.reason,
+    fields,
+    traceId: firstHeader(error.metadata, "x-trace-id"),
+    requestId: firstHeader(error.metadata, "x-request-id") ?? requestInfo?.requestId,
+    retryAfterSeconds,
+  };
+}
+
+/** The violation for a form field: its exact path, or a path that ends with it. */
+export function fieldError(error: UiError | null, path: string): string | undefined {
+  if (!error) return undefined;
+  const hit = error.fields.find((v) => v.field === path || v.field.endsWith(`.${path}`));
+  return hit?.description;
+}
+
+/** Whether the error is the given status. */
+export function isCode(error: unknown, code: Code): boolean {
+  return ConnectError.from(error).code === code;
+}

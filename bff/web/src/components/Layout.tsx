@@ -1,0 +1,106 @@
+// The page frame: skip link, header with the nav, main, footer.
+
+import { useEffect, useRef, useState } from "react";
+import { Link, NavLink, Outlet, useLocation, useNavigate } from "react-router";
+import { logout } from "../api/client";
+import { hasRole, useSession } from "../auth/session";
+
+export function Layout() {
+  const session = useSession();
+  const navigate = useNavigate();
+  const location = useLocation();
+  const [busy, setBusy] = useState(false);
+  const main = useRef<HTMLElement>(null);
+  const first = useRef(true);
+
+  // Move focus to the new page's content on navigation, so keyboard and screen-reader users
+  // start there rather than at the end of the previous page.
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    main.current?.focus({ preventScroll: true });
+    window.scrollTo(0, 0);
+  }, [location.pathname]);
+
+  const onLogout = async () => {
+    setBusy(true);
+    await logout();
+    setBusy(false);
+    navigate("/", { replace: true });
+  };
+
+  return (
+    <>
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header className="site-header">
+        <div className="container header-inner">
+          <Link to="/" className="brand">
+            Mercato
+          </Link>
+          <nav aria-label="Main">
+            <ul className="nav">
+              <li>
+                <NavLink to="/" end>
+                  Home
+                </NavLink>
+              </li>
+              <li>
+                <NavLink to="/products">Shop</NavLink>
+              </li>
+              {hasRole(session, "seller") && (
+                <li>
+                  <NavLink to="/seller" data-testid="nav-seller">
+                    Seller console
+                  </NavLink>
+                </li>
+              )}
+              {session ? (
+                <>
+                  <li>
+                    <NavLink to="/account" data-testid="nav-account">
+                      {session.label}
+                    </NavLink>
+                  </li>
+                  <li>
+                    <button
+                      type="button"
+                      className="link-button"
+                      onClick={onLogout}
+                      disabled={busy}
+                      data-testid="nav-logout"
+                    >
+                      Sign out
+                    </button>
+                  </li>
+                </>
+              ) : (
+                <>
+                  <li>
+                    <NavLink to="/login" data-testid="nav-login">
+                      Sign in
+                    </NavLink>
+                  </li>
+                  <li>
+                    <NavLink to="/register" className="nav-cta" data-testid="nav-register">
+                      Create account
+                    </NavLink>
+                  </li>
+                </>
+              )}
+            </ul>
+          </nav>
+        </div>
+      </header>
+      <main id="main" ref={main} tabIndex={-1} className="container">
+        <Outlet />
+      </main>
+      <footer className="site-footer">
+        <div className="container">Mercato — handmade goods from independent makers.</div>
+      </footer>
+    </>
+  );
+}
