@@ -33,7 +33,7 @@ export MERCATO_TEST_BROKER_RESTART_CMD ?= bash $(CURDIR)/deployments/deps.sh res
 # Runs a command as root: directly when we are root, through sudo otherwise.
 AS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps dev dev-stop web test bench lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
+.PHONY: help deps dev dev-stop web browser test bench lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
 
 help: ## list the targets
 	@printf 'usage: make <target>\n\n'
@@ -52,7 +52,7 @@ web: node-cli ## build the storefront SPA (bff/web/dist), which the BFF serves o
 dev-stop: ## stop what `make dev` started (servers that were already running stay up)
 	@bash deployments/dev.sh stop
 
-test: deps nextest-cli node-cli ## deps, then the whole test suite; serial_* tests run alone, last
+test: deps nextest-cli node-cli web browser ## deps, the storefront and chromium, then the whole test suite; serial_* tests run alone, last
 	$(CARGO) nextest run --workspace --profile ci
 	$(CARGO) nextest run --workspace --profile serial --no-tests=pass
 
@@ -91,6 +91,14 @@ node-cli:
 		echo '==> installing node and npm with apt'; \
 		$(AS_ROOT) apt-get update -qq; \
 		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; \
+	fi
+
+# Debian's chromium for the storefront's browser test (bff/tests/browser.rs).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo '==> installing chromium with apt'; \
+		$(AS_ROOT) apt-get update -qq; \
+		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	fi
 
 # Installs the pinned buf CLI.

@@ -1,0 +1,158 @@
+//! The storefront in a real browser: the user and product services and the BFF start in-process
+//! on their own databases, the BFF serves the built SPA (`make web`), and the Playwright journeys
+//! of `bff/web/e2e/storefront.mjs` drive Debian's chromium through it — register, browse and
+//! search a seeded product, switch variants, save an address after a validation error, sign out
+//! and in, see a server error shown with its message — with no console errors.
+//!
+//! `make test` builds the SPA and installs chromium first; run alone, this test needs
+//! `make web` and `/usr/bin/chromium` (or `CHROMIUM_PATH`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use mercato_bff::BffSettings;
+use mercato_platform::principal::{Principal, Role};
+use mercato_platform::settings::EnvSource;
+use mercato_product::testing::TestEnv as ProductEnv;
+use mercato_proto::mercato::bff::v1 as bff;
+use mercato_proto::mercato::common::v1 as common;
+use mercato_proto::mercato::user::v1 as user;
+use mercato_user::testing::TestEnv as UserEnv;
+use support::{RedisPrefix, TestBff, redis_url};
+use tonic::Request;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_journeys_pass_in_chromium() {
+    let web = web_dir();
+    let dist = web.join("dist");
+    assert!(
+        dist.join("index.html").is_file() && web.join("e2e/gen").is_dir(),
+        "the storefront is not built: run `make web` (make test does)"
+    );
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "no browser at {chromium}: install Debian's chromium (make test does) or set CHROMIUM_PATH"
+    );
+
+    let user_env = UserEnv::new().await.expect("user service resources");
+    let users = user_env.start(|_| {}).await.expect("user service starts");
+    let product_env = ProductEnv::new().await.expect("product service resources");
+    let products = product_env
+        .start(|_| {})
+        .await
+        .expect("product service starts");
+    let prefix = RedisPrefix::new();
+    let bff = TestBff::start(settings(&users, &products.grpc_uri(), &prefix, &dist)).await;
+    let seller_token = seller_token(&bff.channel().await, &users.grpc_uri()).await;
+
+    let artifacts = std::env::temp_dir().join(format!("mercato-e2e-{}", Uuid::new_v4().simple()));
+    let output = tokio::process::Command::new("node")
+        .arg(web.join("e2e/storefront.mjs"))
+        .env("BASE_URL", bff.url())
+        .env("SEED_SELLER_TOKEN", seller_token)
+        .env("CHROMIUM_PATH", &chromium)
+        .env("E2E_ARTIFACTS", &artifacts)
+        .current_dir(&web)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("node runs the e2e script");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "storefront journeys failed (screenshots in {}):\n{report}",
+        artifacts.display()
+    );
+    assert!(
+        report.contains("0 failed"),
+        "the script reported no summary:\n{report}"
+    );
+    let _ = std::fs::remove_dir_all(&artifacts);
+
+    drop(bff);
+    products
+        .stop()
+        .await
+        .expect("product service stops cleanly");
+    users.stop().await.expect("user service stops cleanly");
+}
+
+/// A seller's access token, for the script to seed a product through `SellerService`: registered
+/// through the BFF, given the seller role on the user service, signed in again.
+async fn seller_token(bff_channel: &Channel, user_uri: &str) -> String {
+    let mut auth = bff::auth_service_client::AuthServiceClient::new(bff_channel.clone());
+    let email = format!("seller-{}@example.com", Uuid::new_v4().simple());
+    let password = "correct horse battery".to_owned();
+    let registered = auth
+        .register(bff::RegisterRequest {
+            email: email.clone(),
+            password: password.clone(),
+            display_name: "E2E seller".to_owned(),
+        })
+        .await
+        .expect("the seller registers")
+        .into_inner();
+    let user_id = registered.account.expect("account").user_id;
+    let mut grant = Request::new(user::GrantRoleRequest {
+        user_id,
+        role: common::Role::Seller.into(),
+    });
+    Principal::new(Uuid::new_v4(), [Role::Admin]).write_metadata(grant.metadata_mut());
+    user::user_service_client::UserServiceClient::new(
+        Channel::from_shared(user_uri.to_owned())
+            .expect("user uri")
+            .connect_lazy(),
+    )
+    .grant_role(grant)
+    .await
+    .expect("the seller role is granted");
+    auth.login(bff::LoginRequest { email, password })
+        .await
+        .expect("the seller signs in")
+        .into_inner()
+        .tokens
+        .expect("tokens")
+        .access_token
+}
+
+fn settings(
+    users: &mercato_user::testing::RunningUser,
+    product_uri: &str,
+    prefix: &RedisPrefix,
+    dist: &Path,
+) -> BffSettings {
+    let mut pairs = vec![
+        ("REDIS_URL".to_owned(), redis_url()),
+        ("REDIS_KEY_PREFIX".to_owned(), prefix.0.clone()),
+        ("USER_SERVICE_URL".to_owned(), users.grpc_uri()),
+        ("PRODUCT_SERVICE_URL".to_owned(), product_uri.to_owned()),
+        ("ISSUER".to_owned(), format!("http://{}", users.http_addr)),
+        ("WEB_ROOT".to_owned(), dist.display().to_string()),
+    ];
+    for class in ["AUTH", "READ", "WRITE"] {
+        for knob in ["REQUESTS", "BURST"] {
+            pairs.push((format!("RATE_LIMIT_{class}_{knob}"), "100000".to_owned()));
+        }
+    }
+    BffSettings::from_source(&EnvSource::from_pairs(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (format!("MERCATO_BFF__{key}"), value)),
+    ))
+    .expect("bff settings")
+}
