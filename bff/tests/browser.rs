@@ -13,15 +13,13 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use mercato_bff::BffSettings;
 use mercato_platform::principal::{Principal, Role};
-use mercato_platform::settings::EnvSource;
 use mercato_product::testing::TestEnv as ProductEnv;
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::user::v1 as user;
 use mercato_user::testing::TestEnv as UserEnv;
-use support::{RedisPrefix, TestBff, redis_url};
+use support::{RedisPrefix, TestBff, real_services_settings};
 use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -52,7 +50,14 @@ async fn the_storefront_journeys_pass_in_chromium() {
         .await
         .expect("product service starts");
     let prefix = RedisPrefix::new();
-    let bff = TestBff::start(settings(&users, &products.grpc_uri(), &prefix, &dist)).await;
+    let root = dist.display().to_string();
+    let bff = TestBff::start(real_services_settings(
+        &users,
+        Some(&products.grpc_uri()),
+        &prefix,
+        &[("WEB_ROOT", &root)],
+    ))
+    .await;
     let seller_token = seller_token(&bff.channel().await, &users.grpc_uri()).await;
 
     let artifacts = std::env::temp_dir().join(format!("mercato-e2e-{}", Uuid::new_v4().simple()));
@@ -128,31 +133,4 @@ async fn seller_token(bff_channel: &Channel, user_uri: &str) -> String {
         .tokens
         .expect("tokens")
         .access_token
-}
-
-fn settings(
-    users: &mercato_user::testing::RunningUser,
-    product_uri: &str,
-    prefix: &RedisPrefix,
-    dist: &Path,
-) -> BffSettings {
-    let mut pairs = vec![
-        ("REDIS_URL".to_owned(), redis_url()),
-        ("REDIS_KEY_PREFIX".to_owned(), prefix.0.clone()),
-        ("USER_SERVICE_URL".to_owned(), users.grpc_uri()),
-        ("PRODUCT_SERVICE_URL".to_owned(), product_uri.to_owned()),
-        ("ISSUER".to_owned(), format!("http://{}", users.http_addr)),
-        ("WEB_ROOT".to_owned(), dist.display().to_string()),
-    ];
-    for class in ["AUTH", "READ", "WRITE"] {
-        for knob in ["REQUESTS", "BURST"] {
-            pairs.push((format!("RATE_LIMIT_{class}_{knob}"), "100000".to_owned()));
-        }
-    }
-    BffSettings::from_source(&EnvSource::from_pairs(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (format!("MERCATO_BFF__{key}"), value)),
-    ))
-    .expect("bff settings")
 }

@@ -13,11 +13,9 @@ mod support;
 mod call;
 mod world;
 
-use mercato_bff::BffSettings;
-use mercato_platform::settings::EnvSource;
 use mercato_proto::mercato::bff::v1 as bff;
-use mercato_user::testing::{RunningUser, TestEnv};
-use support::{RedisPrefix, TestBff, reason, redis_url};
+use mercato_user::testing::TestEnv;
+use support::{RedisPrefix, TestBff, real_services_settings, reason};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -220,7 +218,7 @@ async fn every_caller_reaches_only_its_own_data_through_the_bff() {
     let env = TestEnv::new().await.expect("user service resources");
     let service = env.start(|_| {}).await.expect("user service starts");
     let prefix = RedisPrefix::new();
-    let bff = TestBff::start(bff_settings(&service, &prefix)).await;
+    let bff = TestBff::start(real_services_settings(&service, None, &prefix, &[])).await;
     let channel = bff.channel().await;
     let clients = Clients {
         auth: bff::auth_service_client::AuthServiceClient::new(channel.clone()),
@@ -242,28 +240,6 @@ async fn every_caller_reaches_only_its_own_data_through_the_bff() {
 
     drop(bff);
     service.stop().await.expect("user service stops cleanly");
-}
-
-/// The BFF in front of `service`, with rate limits far above what the table needs (every case
-/// registers and signs in three users from the same address).
-fn bff_settings(service: &RunningUser, prefix: &RedisPrefix) -> BffSettings {
-    let mut pairs = vec![
-        ("REDIS_URL".to_owned(), redis_url()),
-        ("REDIS_KEY_PREFIX".to_owned(), prefix.0.clone()),
-        ("USER_SERVICE_URL".to_owned(), service.grpc_uri()),
-        ("ISSUER".to_owned(), format!("http://{}", service.http_addr)),
-    ];
-    for class in ["AUTH", "READ", "WRITE"] {
-        for knob in ["REQUESTS", "BURST"] {
-            pairs.push((format!("RATE_LIMIT_{class}_{knob}"), "100000".to_owned()));
-        }
-    }
-    BffSettings::from_source(&EnvSource::from_pairs(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (format!("MERCATO_BFF__{key}"), value)),
-    ))
-    .expect("bff settings")
 }
 
 struct Clients {

@@ -12,13 +12,11 @@ mod support;
 
 mod world;
 
-use mercato_bff::BffSettings;
-use mercato_platform::settings::EnvSource;
 use mercato_product::testing::TestEnv as ProductEnv;
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
 use mercato_user::testing::TestEnv as UserEnv;
-use support::{RedisPrefix, TestBff, reason, redis_url, with_token};
+use support::{RedisPrefix, TestBff, real_services_settings, reason, with_token};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
@@ -166,7 +164,13 @@ async fn every_caller_reaches_only_the_products_it_may_through_the_bff() {
         .await
         .expect("product service starts");
     let prefix = RedisPrefix::new();
-    let bff = TestBff::start(bff_settings(&users, &products.grpc_uri(), &prefix)).await;
+    let bff = TestBff::start(real_services_settings(
+        &users,
+        Some(&products.grpc_uri()),
+        &prefix,
+        &[],
+    ))
+    .await;
     let channel = bff.channel().await;
     let parties = Parties::register(&channel, &users.grpc_uri()).await;
     let observer = Observer::new(&products.grpc_uri());
@@ -404,30 +408,4 @@ fn read_matches(matches: bool) -> Result<(), Status> {
             "the read answered data that is not the case's product",
         ))
     }
-}
-
-/// The BFF in front of both services, with rate limits far above what the table needs.
-fn bff_settings(
-    users: &mercato_user::testing::RunningUser,
-    product_uri: &str,
-    prefix: &RedisPrefix,
-) -> BffSettings {
-    let mut pairs = vec![
-        ("REDIS_URL".to_owned(), redis_url()),
-        ("REDIS_KEY_PREFIX".to_owned(), prefix.0.clone()),
-        ("USER_SERVICE_URL".to_owned(), users.grpc_uri()),
-        ("PRODUCT_SERVICE_URL".to_owned(), product_uri.to_owned()),
-        ("ISSUER".to_owned(), format!("http://{}", users.http_addr)),
-    ];
-    for class in ["AUTH", "READ", "WRITE"] {
-        for knob in ["REQUESTS", "BURST"] {
-            pairs.push((format!("RATE_LIMIT_{class}_{knob}"), "100000".to_owned()));
-        }
-    }
-    BffSettings::from_source(&EnvSource::from_pairs(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (format!("MERCATO_BFF__{key}"), value)),
-    ))
-    .expect("bff settings")
 }

@@ -610,3 +610,40 @@ pub fn reason(status: &Status) -> String {
         .map(|info| info.reason.clone())
         .unwrap_or_default()
 }
+
+/// Settings for a BFF in front of the real, in-process user service (its built-in issuer) and,
+/// when given, the product service, with rate limits far above what a table of cases needs
+/// (every case registers and signs in users from one address). `extra` adds or overrides keys
+/// (without the `MERCATO_BFF__` prefix).
+pub fn real_services_settings(
+    users: &mercato_user::testing::RunningUser,
+    product_uri: Option<&str>,
+    prefix: &RedisPrefix,
+    extra: &[(&str, &str)],
+) -> BffSettings {
+    let mut pairs = vec![
+        ("REDIS_URL".to_owned(), redis_url()),
+        ("REDIS_KEY_PREFIX".to_owned(), prefix.0.clone()),
+        ("USER_SERVICE_URL".to_owned(), users.grpc_uri()),
+        ("ISSUER".to_owned(), format!("http://{}", users.http_addr)),
+    ];
+    if let Some(uri) = product_uri {
+        pairs.push(("PRODUCT_SERVICE_URL".to_owned(), uri.to_owned()));
+    }
+    for class in ["AUTH", "READ", "WRITE"] {
+        for knob in ["REQUESTS", "BURST"] {
+            pairs.push((format!("RATE_LIMIT_{class}_{knob}"), "100000".to_owned()));
+        }
+    }
+    pairs.extend(
+        extra
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+    );
+    BffSettings::from_source(&EnvSource::from_pairs(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (format!("MERCATO_BFF__{key}"), value)),
+    ))
+    .expect("bff settings")
+}

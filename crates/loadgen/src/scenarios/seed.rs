@@ -37,6 +37,8 @@ pub struct SeededProduct {
     pub product_id: String,
     /// Its only SKU.
     pub sku_id: String,
+    /// The seller who owns it.
+    pub seller: Principal,
 }
 
 /// Creates and publishes `count` products, one SKU each, owned by a fresh seller.
@@ -91,17 +93,20 @@ pub async fn products(channel: &Channel, count: usize) -> anyhow::Result<Vec<See
         seeded.push(SeededProduct {
             product_id: created.product_id,
             sku_id,
+            seller: seller.clone(),
         });
     }
     Ok(seeded)
 }
 
-/// Sets a SKU's on-hand quantity (as an internal caller, with the current version).
-pub async fn stock(channel: &Channel, sku_id: &str, on_hand: i64) -> anyhow::Result<()> {
+/// Sets the on-hand quantity of a seeded product's SKU, as its seller (stock adjustments are a
+/// seller's or an admin's), with the current version.
+pub async fn stock(channel: &Channel, product: &SeededProduct, on_hand: i64) -> anyhow::Result<()> {
     let mut client = StockServiceClient::new(channel.clone());
+    let sku_id = &product.sku_id;
     let current = client
         .get_stock(internal(product::GetStockRequest {
-            sku_id: sku_id.to_owned(),
+            sku_id: sku_id.clone(),
         }))
         .await
         .context("GetStock while seeding")?
@@ -109,13 +114,16 @@ pub async fn stock(channel: &Channel, sku_id: &str, on_hand: i64) -> anyhow::Res
         .stock
         .context("GetStock returned no stock")?;
     client
-        .adjust_stock(internal(product::AdjustStockRequest {
-            sku_id: sku_id.to_owned(),
-            on_hand,
-            expected_version: current.version,
-            reason: "benchmark stock".to_owned(),
-            idempotency_key: Uuid::new_v4().to_string(),
-        }))
+        .adjust_stock(as_seller(
+            &product.seller,
+            product::AdjustStockRequest {
+                sku_id: sku_id.clone(),
+                on_hand,
+                expected_version: current.version,
+                reason: "benchmark stock".to_owned(),
+                idempotency_key: Uuid::new_v4().to_string(),
+            },
+        ))
         .await
         .context("AdjustStock while seeding")?;
     Ok(())

@@ -44,7 +44,7 @@ pub async fn run(
         .await?
         .pop()
         .context("seeding returned no product")?;
-    seed::stock(&product_channels[0], &seeded.sku_id, ON_HAND).await?;
+    seed::stock(&product_channels[0], &seeded, ON_HAND).await?;
 
     let database = pgbench(&targets.database_url, &seeded.sku_id, shape).await?;
     let service = measure_reserve(product_channels, seeded.sku_id, shape).await?;
