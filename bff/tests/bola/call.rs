@@ -30,6 +30,8 @@ pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Resul
     };
     let mut auth = clients.auth.clone();
     let mut accounts = clients.accounts.clone();
+    let mut admin = clients.admin.clone();
+    let owner_id = world.member(Party::Owner).user_id.to_string();
     match case.rpc {
         Rpc::GetAccount => accounts
             .get_account(as_caller(bff::GetAccountRequest {}, token))
@@ -91,6 +93,25 @@ pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Resul
             ))
             .await
             .map(|_| Reply::Empty),
+        Rpc::AdminGetUser => admin
+            .get_user(as_caller(
+                bff::GetUserRequest {
+                    target_user_id: owner_id,
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Account(response.into_inner().account.unwrap_or_default())),
+        Rpc::AdminGrantSeller => admin
+            .grant_role(as_caller(
+                bff::GrantRoleRequest {
+                    target_user_id: owner_id,
+                    role: common::Role::Seller.into(),
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Account(response.into_inner().account.unwrap_or_default())),
     }
 }
 
@@ -99,7 +120,14 @@ impl Rpc {
     pub(crate) fn effect(self, caller: Caller, before: &Snapshot) -> Snapshot {
         let mut after = before.clone();
         match self {
-            Self::GetAccount | Self::GetShippingAddress => {}
+            Self::GetAccount | Self::GetShippingAddress | Self::AdminGetUser => {}
+            Self::AdminGrantSeller => {
+                if let Ok(profile) = &mut after.account {
+                    profile.roles.push(common::Role::Seller.into());
+                    profile.roles.sort_unstable();
+                    profile.roles.dedup();
+                }
+            }
             Self::UpdateAccount => {
                 if let Ok(profile) = &mut after.account {
                     profile.display_name = renamed(caller);

@@ -47,6 +47,10 @@ enum Rpc {
     /// session (and could as well refresh it), so the owner's session ends and the caller's own
     /// sessions must not.
     LogoutWithOwnersRefreshToken,
+    /// `AdminService/GetUser` naming the owner as `target_user_id`.
+    AdminGetUser,
+    /// `AdminService/GrantRole` giving the owner the seller role.
+    AdminGrantSeller,
 }
 
 /// Who makes the call.
@@ -127,9 +131,8 @@ const fn case(rpc: Rpc, caller: Caller, expected: Expected) -> Case {
 
 /// No request names a user: identity comes only from the access token, so every authenticated
 /// caller reaches its own data and nobody else's. That includes admins: these RPCs are
-/// owner-scoped, and an admin acts on another user only through AdminService, which the public
-/// API declares but the BFF does not serve yet; its rows (admin → the owner's data, everyone
-/// else → PERMISSION_DENIED) join this table when it is.
+/// owner-scoped, and an admin acts on another user only through AdminService, whose requests
+/// name the target explicitly and which nobody but an admin may call (its rows close the table).
 const CASES: &[Case] = &[
     case(Rpc::GetAccount, Owner, ActsOn(Party::Owner)),
     case(Rpc::GetAccount, OtherUser, ActsOn(Party::OtherUser)),
@@ -211,6 +214,38 @@ const CASES: &[Case] = &[
         Admin,
         ActsOn(Party::Owner),
     ),
+    case(
+        Rpc::AdminGetUser,
+        Owner,
+        Refused(Code::PermissionDenied, "ROLE_REQUIRED"),
+    ),
+    case(
+        Rpc::AdminGetUser,
+        OtherUser,
+        Refused(Code::PermissionDenied, "ROLE_REQUIRED"),
+    ),
+    case(
+        Rpc::AdminGetUser,
+        Anonymous,
+        Refused(Code::Unauthenticated, "TOKEN_MISSING"),
+    ),
+    case(Rpc::AdminGetUser, Admin, ActsOn(Party::Owner)),
+    case(
+        Rpc::AdminGrantSeller,
+        Owner,
+        Refused(Code::PermissionDenied, "ROLE_REQUIRED"),
+    ),
+    case(
+        Rpc::AdminGrantSeller,
+        OtherUser,
+        Refused(Code::PermissionDenied, "ROLE_REQUIRED"),
+    ),
+    case(
+        Rpc::AdminGrantSeller,
+        Anonymous,
+        Refused(Code::Unauthenticated, "TOKEN_MISSING"),
+    ),
+    case(Rpc::AdminGrantSeller, Admin, ActsOn(Party::Owner)),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +257,8 @@ async fn every_caller_reaches_only_its_own_data_through_the_bff() {
     let channel = bff.channel().await;
     let clients = Clients {
         auth: bff::auth_service_client::AuthServiceClient::new(channel.clone()),
-        accounts: bff::account_service_client::AccountServiceClient::new(channel),
+        accounts: bff::account_service_client::AccountServiceClient::new(channel.clone()),
+        admin: bff::admin_service_client::AdminServiceClient::new(channel),
         observer: Observer::new(&service.grpc_uri()),
     };
 
@@ -245,6 +281,7 @@ async fn every_caller_reaches_only_its_own_data_through_the_bff() {
 struct Clients {
     auth: bff::auth_service_client::AuthServiceClient<Channel>,
     accounts: bff::account_service_client::AccountServiceClient<Channel>,
+    admin: bff::admin_service_client::AdminServiceClient<Channel>,
     observer: Observer,
 }
 
@@ -304,7 +341,7 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
                 ),
                 // Reads answer with the target's data as it was, writes with what it became.
                 Ok(Reply::Account(account)) => {
-                    let seen = if case.rpc == Rpc::GetAccount {
+                    let seen = if matches!(case.rpc, Rpc::GetAccount | Rpc::AdminGetUser) {
                         &target_before.account
                     } else {
                         &target_after.account

@@ -31,7 +31,7 @@ pub(crate) struct Session {
 
 #[derive(Debug)]
 pub(crate) struct Member {
-    user_id: Uuid,
+    pub(crate) user_id: Uuid,
     pub(crate) sessions: [Session; SESSIONS],
 }
 
@@ -120,7 +120,7 @@ pub(crate) struct Profile {
     email: String,
     pub(crate) display_name: String,
     description: String,
-    roles: Vec<i32>,
+    pub(crate) roles: Vec<i32>,
     pub(crate) has_shipping_address: bool,
 }
 
