@@ -125,7 +125,8 @@ pub async fn reserve(
             reserved: l.quantity,
         })
         .collect();
-    let changes = store::apply_deltas(
+    // `lock_stock` above holds these rows already.
+    let changes = store::apply_locked_deltas(
         conn,
         &deltas,
         ChangeContext {
