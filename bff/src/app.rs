@@ -15,6 +15,7 @@ use mercato_platform::principal::{self, PrincipalLayer};
 use mercato_proto::mercato::bff::v1::account_service_server::AccountServiceServer;
 use mercato_proto::mercato::bff::v1::admin_service_server::AdminServiceServer;
 use mercato_proto::mercato::bff::v1::auth_service_server::AuthServiceServer;
+use mercato_proto::mercato::bff::v1::cart_service_server::CartServiceServer;
 use mercato_proto::mercato::bff::v1::catalog_service_server::CatalogServiceServer;
 use mercato_proto::mercato::bff::v1::seller_service_server::SellerServiceServer;
 use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
@@ -27,6 +28,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::admin::AdminGrpc;
 use crate::assets::AssetsLayer;
+use crate::cart::CartGrpc;
 use crate::catalog::CatalogGrpc;
 use crate::edge::{EdgeLayer, EdgeState, REQUEST_ID_HEADER, TRACE_ID_HEADER};
 use crate::grpc::{AccountGrpc, AuthGrpc};
@@ -155,6 +157,10 @@ impl Application {
             &settings.product_service_url,
             &ChannelOptions::new(principal::EDGE_CALLER),
         )?;
+        let order_channel = connect_lazy(
+            &settings.order_service_url,
+            &ChannelOptions::new(principal::EDGE_CALLER),
+        )?;
         let verifier = Verifier::new(settings.issuers.clone(), settings.jwks, http);
         let limiter = RateLimiter::new(settings.redis.clone(), settings.rate_limits);
         let edge = Arc::new(EdgeState::new(
@@ -174,6 +180,7 @@ impl Application {
             <AuthServiceServer<AuthGrpc> as NamedService>::NAME,
             <AccountServiceServer<AccountGrpc> as NamedService>::NAME,
             <CatalogServiceServer<CatalogGrpc> as NamedService>::NAME,
+            <CartServiceServer<CartGrpc> as NamedService>::NAME,
             <SellerServiceServer<SellerGrpc> as NamedService>::NAME,
             <AdminServiceServer<AdminGrpc> as NamedService>::NAME,
         ];
@@ -220,7 +227,8 @@ impl Application {
             .add_service(CatalogServiceServer::new(CatalogGrpc::new(
                 product_channel.clone(),
             )))
-            .add_service(SellerServiceServer::new(SellerGrpc::new(product_channel)));
+            .add_service(SellerServiceServer::new(SellerGrpc::new(product_channel)))
+            .add_service(CartServiceServer::new(CartGrpc::new(order_channel)));
 
         health.set_service_status("", ServingStatus::Serving).await;
         for service in services {

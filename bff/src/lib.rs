@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod app;
 pub mod assets;
+pub mod cart;
 pub mod catalog;
 pub mod edge;
 pub mod error;

@@ -26,6 +26,8 @@ pub struct BffSettings {
     pub user_service_url: String,
     /// `PRODUCT_SERVICE_URL`, default `http://127.0.0.1:50052`: catalog, stock, ranking.
     pub product_service_url: String,
+    /// `ORDER_SERVICE_URL`, default `http://127.0.0.1:50053`: carts, orders, coupons.
+    pub order_service_url: String,
     /// `WEB_ROOT`: the built storefront (`bff/web/dist`) served on the gRPC port; unset, none.
     pub web_root: Option<std::path::PathBuf>,
     /// Trusted issuers (built-in first, then the external one if configured).
@@ -59,6 +61,7 @@ impl BffSettings {
     /// | `REDIS_URL`, `REDIS_KEY_PREFIX` | required, `mercato:bff:` |
     /// | `USER_SERVICE_URL` | `http://127.0.0.1:50051` |
     /// | `PRODUCT_SERVICE_URL` | `http://127.0.0.1:50052` |
+    /// | `ORDER_SERVICE_URL` | `http://127.0.0.1:50053` |
     /// | `WEB_ROOT` | unset (no storefront files served) |
     /// | `ISSUER`, `JWKS_URL`, `AUDIENCE` | `http://127.0.0.1:8081`, `{ISSUER}/.well-known/jwks.json`, `mercato` |
     /// | `EXTERNAL_ISSUER`, `EXTERNAL_JWKS_URL`, `EXTERNAL_AUDIENCE`, `EXTERNAL_CLIENT_ID` | unset (built-in mode) |
@@ -77,6 +80,8 @@ impl BffSettings {
             reader.with_default("USER_SERVICE_URL", "http://127.0.0.1:50051".to_owned());
         let product_service_url =
             reader.with_default("PRODUCT_SERVICE_URL", "http://127.0.0.1:50052".to_owned());
+        let order_service_url =
+            reader.with_default("ORDER_SERVICE_URL", "http://127.0.0.1:50053".to_owned());
         let web_root = reader.optional::<String>("WEB_ROOT");
 
         let issuer = reader.with_default("ISSUER", "http://127.0.0.1:8081".to_owned());
@@ -147,6 +152,7 @@ impl BffSettings {
             redis: redis?,
             user_service_url: user_service_url?,
             product_service_url: product_service_url?,
+            order_service_url: order_service_url?,
             web_root: web_root?.filter(|root| !root.is_empty()).map(Into::into),
             issuers,
             jwks: JwksPolicy {

@@ -1,0 +1,233 @@
+//! Starting the order service in tests: [`OrderService`] for `mercato_testkit::TestSystem` (its
+//! product service is the system's `product` peer), and [`TestEnv`] for tests that need their own
+//! settings, a manual clock, or a restart on one database, against a product service the test
+//! started itself.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mercato_platform::settings::{
+    AmqpSettings, CommonSettings, DatabaseSettings, ListenSettings, RedisSettings, ServerLimits,
+    TelemetrySettings,
+};
+use mercato_platform::shutdown::Shutdown;
+use mercato_testkit::{ServiceContext, TestBroker, TestDatabase, TestRedis, TestService};
+use secrecy::SecretString;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::context::OrderContext;
+use crate::settings::{CartSettings, Settings};
+use crate::{Application, ApplicationError, MIGRATOR};
+
+/// Where the service's resources are for one test.
+#[derive(Debug, Clone)]
+pub struct TestResources {
+    /// The service's database.
+    pub database_url: String,
+    /// Redis.
+    pub redis_url: String,
+    /// Key prefix of this test.
+    pub redis_prefix: String,
+    /// Broker.
+    pub amqp_url: String,
+    /// Broker namespace of this test.
+    pub broker_namespace: String,
+    /// gRPC base URI of the product service.
+    pub product_service_url: String,
+}
+
+/// Settings for a test instance on `resources`, both listeners on port 0.
+pub fn test_settings(resources: &TestResources) -> Settings {
+    Settings {
+        common: CommonSettings {
+            service: crate::settings::SERVICE.to_owned(),
+            listen: ListenSettings {
+                grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            telemetry: TelemetrySettings::local("mercato-order"),
+            limits: ServerLimits::default(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+        database: DatabaseSettings::from_url(resources.database_url.clone()),
+        redis: RedisSettings {
+            url: SecretString::from(resources.redis_url.clone()),
+            key_prefix: resources.redis_prefix.clone(),
+        },
+        amqp: AmqpSettings {
+            url: SecretString::from(resources.amqp_url.clone()),
+            prefetch: std::num::NonZeroU16::new(16).unwrap_or(std::num::NonZeroU16::MIN),
+        },
+        bus_namespace: resources.broker_namespace.clone(),
+        product_service_url: resources.product_service_url.clone(),
+        cart: CartSettings::default(),
+    }
+}
+
+/// The order service for `mercato_testkit::TestSystem` (system clock, test settings); the system
+/// must also run the product service, under the name `product`.
+#[derive(Debug)]
+pub struct OrderService;
+
+impl TestService for OrderService {
+    const NAME: &'static str = "order";
+
+    fn migrators() -> Vec<&'static Migrator> {
+        vec![&mercato_messaging::MIGRATOR, &MIGRATOR]
+    }
+
+    async fn run(ctx: ServiceContext) -> Result<(), mercato_testkit::system::ServiceError> {
+        let http_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let product_service_url = ctx.peers.uri("product").ok_or_else(|| {
+            std::io::Error::other("the test system runs no product service for the order service")
+        })?;
+        let resources = TestResources {
+            database_url: ctx.database_url,
+            redis_url: ctx.redis_url,
+            redis_prefix: ctx.redis_prefix,
+            amqp_url: ctx.amqp_url,
+            broker_namespace: ctx.broker_namespace,
+            product_service_url,
+        };
+        let application =
+            Application::build(test_settings(&resources), ctx.grpc_listener, http_listener)
+                .await?
+                .with_shutdown(ctx.shutdown);
+        application.run().await?;
+        Ok(())
+    }
+}
+
+/// One test's database, Redis prefix and broker namespace, on which the service can be started
+/// (and restarted) with custom settings and a manual clock.
+#[derive(Debug)]
+pub struct TestEnv {
+    database: TestDatabase,
+    redis: TestRedis,
+    broker: TestBroker,
+    product_service_url: String,
+}
+
+impl TestEnv {
+    /// Fresh, migrated resources for an order service that calls the product service at
+    /// `product_service_url` (`http://host:port`).
+    pub async fn new(
+        product_service_url: impl Into<String>,
+    ) -> Result<Self, mercato_testkit::Error> {
+        let database = TestDatabase::new(&OrderService::migrators()).await?;
+        let redis = TestRedis::new()?;
+        let broker = TestBroker::new();
+        // The relay's publisher declares these; delete them with the test.
+        broker.track_exchange(broker.name("mercato.events"));
+        broker.track_exchange(broker.name("mercato.events.dlx"));
+        Ok(Self {
+            database,
+            redis,
+            broker,
+            product_service_url: product_service_url.into(),
+        })
+    }
+
+    /// The service's database.
+    pub fn database(&self) -> &TestDatabase {
+        &self.database
+    }
+
+    /// The broker namespace (exchanges are tracked already; track the queues you declare).
+    pub fn broker(&self) -> &TestBroker {
+        &self.broker
+    }
+
+    /// The Redis prefix.
+    pub fn redis(&self) -> &TestRedis {
+        &self.redis
+    }
+
+    /// The resources as settings inputs.
+    pub fn resources(&self) -> TestResources {
+        TestResources {
+            database_url: self.database.url().to_owned(),
+            redis_url: self.redis.url().to_owned(),
+            redis_prefix: format!("{}order:", self.redis.prefix()),
+            amqp_url: self.broker.url().to_owned(),
+            broker_namespace: self.broker.namespace().to_owned(),
+            product_service_url: self.product_service_url.clone(),
+        }
+    }
+
+    /// Starts the service on the system clock with the test settings adjusted by `configure`.
+    pub async fn start(
+        &self,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Result<RunningOrder, ApplicationError> {
+        self.start_with_clock(Clock::system(), configure).await
+    }
+
+    /// Starts the service with business time taken from `clock`.
+    pub async fn start_with_clock(
+        &self,
+        clock: Clock,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Result<RunningOrder, ApplicationError> {
+        let grpc_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let http_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut settings = test_settings(&self.resources());
+        configure(&mut settings);
+        let application = Application::build(settings, grpc_listener, http_listener)
+            .await?
+            .with_clock(clock);
+        let shutdown = application.shutdown();
+        let grpc_addr = application.grpc_addr();
+        let http_addr = application.http_addr();
+        let context = application.context().clone();
+        let task = tokio::spawn(application.run());
+        Ok(RunningOrder {
+            grpc_addr,
+            http_addr,
+            context,
+            shutdown,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running instance; dropping it triggers its shutdown.
+#[derive(Debug)]
+pub struct RunningOrder {
+    /// gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address (probes).
+    pub http_addr: SocketAddr,
+    /// The instance's shared context (pool, Redis, clock, settings).
+    pub context: OrderContext,
+    shutdown: Shutdown,
+    task: Option<JoinHandle<Result<(), ApplicationError>>>,
+}
+
+impl RunningOrder {
+    /// `http://<grpc addr>`.
+    pub fn grpc_uri(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Stops the instance and waits for it; returns its error, if any.
+    pub async fn stop(mut self) -> Result<(), String> {
+        self.shutdown.trigger();
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(join) => Err(join.to_string()),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningOrder {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
