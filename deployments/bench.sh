@@ -11,6 +11,9 @@
 #   catalog  a public product read through the BFF vs directly on the product service vs raw tonic
 #   stock    reservations on one hot SKU vs pgbench running the same conditional UPDATE
 #
+# The services' consumer queues live in the broker namespace `mercato-bench`, shared by every run
+# (so runs do not pile up queues); Redis keys are per run and deleted at the end.
+#
 # Results: $MERCATO_BENCH_OUT (default target/bench)/<scenario>.{json,md}; service logs in
 # $MERCATO_BENCH_OUT/logs. Environment (all optional): MERCATO_BENCH_DURATION (default 10s),
 # MERCATO_BENCH_WARMUP (2s), MERCATO_BENCH_CONCURRENCY (32), MERCATO_BENCH_CONNECTIONS (4),
@@ -102,10 +105,10 @@ start_stack() {
     say "starting the user and product services, the BFF and a bare tonic server"
     start user mercato-user MERCATO_USER__GRPC_ADDR="$USER_GRPC" MERCATO_USER__HTTP_ADDR="$user_http" \
         MERCATO_USER__DATABASE_URL="$user_db" MERCATO_USER__ISSUER="http://$user_http" \
-        MERCATO_USER__REDIS_KEY_PREFIX="$RUN_ID:user:" MERCATO__BUS_NAMESPACE="$RUN_ID"
+        MERCATO_USER__REDIS_KEY_PREFIX="$RUN_ID:user:" MERCATO__BUS_NAMESPACE=mercato-bench
     start product mercato-product MERCATO_PRODUCT__GRPC_ADDR="$PRODUCT_GRPC" \
         MERCATO_PRODUCT__HTTP_ADDR="$product_http" MERCATO_PRODUCT__DATABASE_URL="$PRODUCT_DB" \
-        MERCATO_PRODUCT__REDIS_KEY_PREFIX="$RUN_ID:product:" MERCATO__BUS_NAMESPACE="$RUN_ID"
+        MERCATO_PRODUCT__REDIS_KEY_PREFIX="$RUN_ID:product:" MERCATO__BUS_NAMESPACE=mercato-bench
     wait_ready user "$user_http"
     wait_ready product "$product_http"
     # The limits are lifted so the benchmark measures the limiter's cost, not its refusals.

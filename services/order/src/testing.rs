@@ -11,7 +11,9 @@ use mercato_platform::settings::{
     TelemetrySettings,
 };
 use mercato_platform::shutdown::Shutdown;
-use mercato_testkit::{ServiceContext, TestBroker, TestDatabase, TestRedis, TestService};
+use mercato_testkit::{
+    ServiceContext, ServiceEnv, ServiceResources, TestBroker, TestDatabase, TestRedis, TestService,
+};
 use secrecy::SecretString;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -22,25 +24,21 @@ use crate::context::OrderContext;
 use crate::settings::{CartSettings, Settings};
 use crate::{Application, ApplicationError, MIGRATOR};
 
-/// Where the service's resources are for one test.
+/// Where the service's resources are for one test, and where its product service is.
 #[derive(Debug, Clone)]
 pub struct TestResources {
-    /// The service's database.
-    pub database_url: String,
-    /// Redis.
-    pub redis_url: String,
-    /// Key prefix of this test.
-    pub redis_prefix: String,
-    /// Broker.
-    pub amqp_url: String,
-    /// Broker namespace of this test.
-    pub broker_namespace: String,
+    /// Database, Redis, broker.
+    pub service: ServiceResources,
     /// gRPC base URI of the product service.
     pub product_service_url: String,
 }
 
 /// Settings for a test instance on `resources`, both listeners on port 0.
 pub fn test_settings(resources: &TestResources) -> Settings {
+    let TestResources {
+        service: resources,
+        product_service_url,
+    } = resources;
     Settings {
         common: CommonSettings {
             service: crate::settings::SERVICE.to_owned(),
@@ -62,7 +60,7 @@ pub fn test_settings(resources: &TestResources) -> Settings {
             prefetch: std::num::NonZeroU16::new(16).unwrap_or(std::num::NonZeroU16::MIN),
         },
         bus_namespace: resources.broker_namespace.clone(),
-        product_service_url: resources.product_service_url.clone(),
+        product_service_url: product_service_url.clone(),
         cart: CartSettings::default(),
     }
 }
@@ -85,11 +83,7 @@ impl TestService for OrderService {
             std::io::Error::other("the test system runs no product service for the order service")
         })?;
         let resources = TestResources {
-            database_url: ctx.database_url,
-            redis_url: ctx.redis_url,
-            redis_prefix: ctx.redis_prefix,
-            amqp_url: ctx.amqp_url,
-            broker_namespace: ctx.broker_namespace,
+            service: ctx.resources(),
             product_service_url,
         };
         let application =
@@ -105,9 +99,7 @@ impl TestService for OrderService {
 /// (and restarted) with custom settings and a manual clock.
 #[derive(Debug)]
 pub struct TestEnv {
-    database: TestDatabase,
-    redis: TestRedis,
-    broker: TestBroker,
+    env: ServiceEnv,
     product_service_url: String,
 }
 
@@ -117,43 +109,33 @@ impl TestEnv {
     pub async fn new(
         product_service_url: impl Into<String>,
     ) -> Result<Self, mercato_testkit::Error> {
-        let database = TestDatabase::new(&OrderService::migrators()).await?;
-        let redis = TestRedis::new()?;
-        let broker = TestBroker::new();
-        // The relay's publisher declares these; delete them with the test.
-        broker.track_exchange(broker.name("mercato.events"));
-        broker.track_exchange(broker.name("mercato.events.dlx"));
+        let env = ServiceEnv::new(OrderService::NAME, &OrderService::migrators()).await?;
         Ok(Self {
-            database,
-            redis,
-            broker,
+            env,
             product_service_url: product_service_url.into(),
         })
     }
 
     /// The service's database.
     pub fn database(&self) -> &TestDatabase {
-        &self.database
+        self.env.database()
     }
 
-    /// The broker namespace (exchanges are tracked already; track the queues you declare).
+    /// The broker namespace (the bus exchanges and the queues the service declares are deleted
+    /// with the test).
     pub fn broker(&self) -> &TestBroker {
-        &self.broker
+        self.env.broker()
     }
 
     /// The Redis prefix.
     pub fn redis(&self) -> &TestRedis {
-        &self.redis
+        self.env.redis()
     }
 
     /// The resources as settings inputs.
     pub fn resources(&self) -> TestResources {
         TestResources {
-            database_url: self.database.url().to_owned(),
-            redis_url: self.redis.url().to_owned(),
-            redis_prefix: format!("{}order:", self.redis.prefix()),
-            amqp_url: self.broker.url().to_owned(),
-            broker_namespace: self.broker.namespace().to_owned(),
+            service: self.env.resources(),
             product_service_url: self.product_service_url.clone(),
         }
     }

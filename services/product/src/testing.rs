@@ -10,7 +10,9 @@ use mercato_platform::settings::{
     TelemetrySettings,
 };
 use mercato_platform::shutdown::Shutdown;
-use mercato_testkit::{ServiceContext, TestBroker, TestDatabase, TestRedis, TestService};
+use mercato_testkit::{
+    ServiceContext, ServiceEnv, ServiceResources, TestBroker, TestDatabase, TestRedis, TestService,
+};
 use secrecy::SecretString;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -24,19 +26,7 @@ use crate::stock::StockSettings;
 use crate::{Application, ApplicationError, MIGRATOR};
 
 /// Where the service's resources are for one test.
-#[derive(Debug, Clone)]
-pub struct TestResources {
-    /// The service's database.
-    pub database_url: String,
-    /// Redis.
-    pub redis_url: String,
-    /// Key prefix of this test.
-    pub redis_prefix: String,
-    /// Broker.
-    pub amqp_url: String,
-    /// Broker namespace of this test.
-    pub broker_namespace: String,
-}
+pub type TestResources = ServiceResources;
 
 /// Settings for a test instance on `resources`, both listeners on port 0.
 pub fn test_settings(resources: &TestResources) -> Settings {
@@ -79,13 +69,7 @@ impl TestService for ProductService {
 
     async fn run(ctx: ServiceContext) -> Result<(), mercato_testkit::system::ServiceError> {
         let http_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let resources = TestResources {
-            database_url: ctx.database_url,
-            redis_url: ctx.redis_url,
-            redis_prefix: ctx.redis_prefix,
-            amqp_url: ctx.amqp_url,
-            broker_namespace: ctx.broker_namespace,
-        };
+        let resources = ctx.resources();
         let application =
             Application::build(test_settings(&resources), ctx.grpc_listener, http_listener)
                 .await?
@@ -99,56 +83,35 @@ impl TestService for ProductService {
 /// (and restarted) with custom settings and a manual clock.
 #[derive(Debug)]
 pub struct TestEnv {
-    database: TestDatabase,
-    redis: TestRedis,
-    broker: TestBroker,
+    env: ServiceEnv,
 }
 
 impl TestEnv {
     /// Fresh, migrated resources.
     pub async fn new() -> Result<Self, mercato_testkit::Error> {
-        let database = TestDatabase::new(&ProductService::migrators()).await?;
-        let redis = TestRedis::new()?;
-        let broker = TestBroker::new();
-        // The relay's publisher and the consumers declare these; delete them with the test.
-        broker.track_exchange(broker.name("mercato.events"));
-        broker.track_exchange(broker.name("mercato.events.dlx"));
-        if let Ok(namespace) = mercato_messaging::Namespace::new(broker.namespace()) {
-            for queue in crate::stock::queue_names(&namespace) {
-                broker.track_queue(queue);
-            }
-        }
-        Ok(Self {
-            database,
-            redis,
-            broker,
-        })
+        let env = ServiceEnv::new(ProductService::NAME, &ProductService::migrators()).await?;
+        Ok(Self { env })
     }
 
     /// The service's database.
     pub fn database(&self) -> &TestDatabase {
-        &self.database
+        self.env.database()
     }
 
-    /// The broker namespace (exchanges are tracked already; track the queues you declare).
+    /// The broker namespace (the bus exchanges and the queues the service declares are deleted
+    /// with the test).
     pub fn broker(&self) -> &TestBroker {
-        &self.broker
+        self.env.broker()
     }
 
     /// The Redis prefix.
     pub fn redis(&self) -> &TestRedis {
-        &self.redis
+        self.env.redis()
     }
 
     /// The resources as settings inputs.
     pub fn resources(&self) -> TestResources {
-        TestResources {
-            database_url: self.database.url().to_owned(),
-            redis_url: self.redis.url().to_owned(),
-            redis_prefix: format!("{}product:", self.redis.prefix()),
-            amqp_url: self.broker.url().to_owned(),
-            broker_namespace: self.broker.namespace().to_owned(),
-        }
+        self.env.resources()
     }
 
     /// Starts the service on the system clock with the test settings adjusted by `configure`.

@@ -11,7 +11,9 @@ use mercato_platform::settings::{
     TelemetrySettings,
 };
 use mercato_platform::shutdown::Shutdown;
-use mercato_testkit::{ServiceContext, TestBroker, TestDatabase, TestRedis, TestService};
+use mercato_testkit::{
+    ServiceContext, ServiceEnv, ServiceResources, TestBroker, TestDatabase, TestRedis, TestService,
+};
 use secrecy::SecretString;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -29,19 +31,7 @@ pub const TEST_PASSWORD_HASHING: PasswordHashing = PasswordHashing {
 };
 
 /// Where the service's resources are for one test.
-#[derive(Debug, Clone)]
-pub struct TestResources {
-    /// The service's database.
-    pub database_url: String,
-    /// Redis.
-    pub redis_url: String,
-    /// Key prefix of this test.
-    pub redis_prefix: String,
-    /// Broker.
-    pub amqp_url: String,
-    /// Broker namespace of this test.
-    pub broker_namespace: String,
-}
+pub type TestResources = ServiceResources;
 
 /// Settings for a test instance whose HTTP listener is `http_addr` (the issuer URL points at
 /// it, so the discovery document's `jwks_uri` is reachable).
@@ -126,13 +116,7 @@ impl TestService for UserService {
     async fn run(ctx: ServiceContext) -> Result<(), mercato_testkit::system::ServiceError> {
         let http_listener = TcpListener::bind("127.0.0.1:0").await?;
         let http_addr = http_listener.local_addr()?;
-        let resources = TestResources {
-            database_url: ctx.database_url,
-            redis_url: ctx.redis_url,
-            redis_prefix: ctx.redis_prefix,
-            amqp_url: ctx.amqp_url,
-            broker_namespace: ctx.broker_namespace,
-        };
+        let resources = ctx.resources();
         let settings = test_settings(&resources, http_addr);
         let application = Application::build(settings, ctx.grpc_listener, http_listener)
             .await?
@@ -147,51 +131,34 @@ impl TestService for UserService {
 /// (and restarted) with custom settings.
 #[derive(Debug)]
 pub struct TestEnv {
-    database: TestDatabase,
-    redis: TestRedis,
-    broker: TestBroker,
+    env: ServiceEnv,
 }
 
 impl TestEnv {
     /// Fresh, migrated resources.
     pub async fn new() -> Result<Self, mercato_testkit::Error> {
-        let database = TestDatabase::new(&UserService::migrators()).await?;
-        let redis = TestRedis::new()?;
-        let broker = TestBroker::new();
-        // The relay's publisher declares these; delete them with the test.
-        broker.track_exchange(broker.name("mercato.events"));
-        broker.track_exchange(broker.name("mercato.events.dlx"));
-        Ok(Self {
-            database,
-            redis,
-            broker,
-        })
+        let env = ServiceEnv::new(UserService::NAME, &UserService::migrators()).await?;
+        Ok(Self { env })
     }
 
     /// The service's database.
     pub fn database(&self) -> &TestDatabase {
-        &self.database
+        self.env.database()
     }
 
-    /// The broker namespace (exchanges of the relay are tracked already).
+    /// The broker namespace (the bus exchanges are deleted with the test).
     pub fn broker(&self) -> &TestBroker {
-        &self.broker
+        self.env.broker()
     }
 
     /// The Redis prefix.
     pub fn redis(&self) -> &TestRedis {
-        &self.redis
+        self.env.redis()
     }
 
     /// The resources as settings inputs.
     pub fn resources(&self) -> TestResources {
-        TestResources {
-            database_url: self.database.url().to_owned(),
-            redis_url: self.redis.url().to_owned(),
-            redis_prefix: format!("{}user:", self.redis.prefix()),
-            amqp_url: self.broker.url().to_owned(),
-            broker_namespace: self.broker.namespace().to_owned(),
-        }
+        self.env.resources()
     }
 
     /// Starts the service with the test settings adjusted by `configure`.
