@@ -48,6 +48,7 @@
 //! }
 //! ```
 
+pub mod clock;
 pub mod db;
 pub mod error;
 pub mod grpc;
