@@ -56,6 +56,15 @@ impl Namespace {
         }
     }
 
+    /// The namespace a `BUS_NAMESPACE` setting names: the root when empty, else [`Namespace::new`].
+    pub fn from_setting(prefix: &str) -> Result<Self, Error> {
+        if prefix.is_empty() {
+            Ok(Self::root())
+        } else {
+            Self::new(prefix)
+        }
+    }
+
     /// The prefix (empty for the root namespace).
     pub fn prefix(&self) -> &str {
         &self.prefix

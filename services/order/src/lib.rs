@@ -20,6 +20,7 @@ use mercato_messaging::{
 };
 use mercato_platform::grpc::{
     ChannelError, ChannelOptions, GrpcServer, GrpcServerError, ServerOptions, connect_lazy,
+    finish_serving,
 };
 use mercato_platform::shutdown::Shutdown;
 use mercato_platform::{db, http as probes, redis as platform_redis};
@@ -83,11 +84,7 @@ impl Application {
         db::migrate(&pool, &MIGRATOR).await?;
         let redis = platform_redis::connect(&settings.redis).await?;
         let keys = platform_redis::Keys::from_settings(&settings.redis);
-        let namespace = if settings.bus_namespace.is_empty() {
-            Namespace::root()
-        } else {
-            Namespace::new(settings.bus_namespace.clone())?
-        };
+        let namespace = Namespace::from_setting(&settings.bus_namespace)?;
         let connector = Connector::new(ConnectionConfig::new(
             settings.amqp.url.expose_secret(),
             "order-service",
@@ -189,23 +186,6 @@ impl Application {
         let drained = shutdown.drain(context.settings.common.shutdown_grace).await;
         context.connector.close().await;
         context.pool.close().await;
-        if !grpc_task.is_finished() {
-            // The grace period ran out with calls still in flight; stop waiting for them.
-            tracing::warn!(?drained, "grpc server did not drain in time");
-            grpc_task.abort();
-            return Ok(());
-        }
-        match grpc_task.await {
-            Ok(result) => result.map_err(ApplicationError::from),
-            Err(join) => Err(ApplicationError::Io(std::io::Error::other(join))),
-        }
+        Ok(finish_serving(grpc_task, drained).await?)
     }
-}
-
-/// Connects the broker for a [`Connector`] user outside the application (tests, tools).
-pub fn connector_for(settings: &Settings) -> Connector {
-    Connector::new(ConnectionConfig::new(
-        settings.amqp.url.expose_secret(),
-        "order-service",
-    ))
 }

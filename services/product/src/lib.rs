@@ -23,7 +23,7 @@ use std::time::Duration;
 use mercato_messaging::{
     ConnectionConfig, Connector, Namespace, OutboxRelay, Publisher, RelayConfig,
 };
-use mercato_platform::grpc::{GrpcServer, GrpcServerError, ServerOptions};
+use mercato_platform::grpc::{GrpcServer, GrpcServerError, ServerOptions, finish_serving};
 use mercato_platform::shutdown::Shutdown;
 use mercato_platform::{db, http as probes, redis as platform_redis};
 use secrecy::ExposeSecret as _;
@@ -82,11 +82,7 @@ impl Application {
         db::migrate(&pool, &MIGRATOR).await?;
         let redis = platform_redis::connect(&settings.redis).await?;
         let keys = platform_redis::Keys::from_settings(&settings.redis);
-        let namespace = if settings.bus_namespace.is_empty() {
-            Namespace::root()
-        } else {
-            Namespace::new(settings.bus_namespace.clone())?
-        };
+        let namespace = Namespace::from_setting(&settings.bus_namespace)?;
         let connector = Connector::new(ConnectionConfig::new(
             settings.amqp.url.expose_secret(),
             "product-service",
@@ -186,23 +182,6 @@ impl Application {
         let drained = shutdown.drain(context.settings.common.shutdown_grace).await;
         context.connector.close().await;
         context.pool.close().await;
-        if !grpc_task.is_finished() {
-            // The grace period ran out with calls still in flight; stop waiting for them.
-            tracing::warn!(?drained, "grpc server did not drain in time");
-            grpc_task.abort();
-            return Ok(());
-        }
-        match grpc_task.await {
-            Ok(result) => result.map_err(ApplicationError::from),
-            Err(join) => Err(ApplicationError::Io(std::io::Error::other(join))),
-        }
+        Ok(finish_serving(grpc_task, drained).await?)
     }
-}
-
-/// Connects the broker for a [`Connector`] user outside the application (tests, tools).
-pub fn connector_for(settings: &Settings) -> Connector {
-    Connector::new(ConnectionConfig::new(
-        settings.amqp.url.expose_secret(),
-        "product-service",
-    ))
 }

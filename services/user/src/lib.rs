@@ -24,7 +24,7 @@ use std::time::Duration;
 use mercato_messaging::{
     ConnectionConfig, Connector, Namespace, OutboxRelay, Publisher, RelayConfig,
 };
-use mercato_platform::grpc::{GrpcServer, GrpcServerError, ServerOptions};
+use mercato_platform::grpc::{GrpcServer, GrpcServerError, ServerOptions, finish_serving};
 use mercato_platform::shutdown::Shutdown;
 use mercato_platform::{db, http as probes, redis as platform_redis};
 use mercato_proto::mercato::user::v1::auth_service_server::AuthServiceServer;
@@ -98,11 +98,7 @@ impl Application {
         let app = UserApp::new(pool.clone(), redis.clone(), keys, settings.auth.clone()).await?;
         app.ensure_signing_key().await?;
 
-        let namespace = if settings.bus_namespace.is_empty() {
-            Namespace::root()
-        } else {
-            Namespace::new(settings.bus_namespace.clone())?
-        };
+        let namespace = Namespace::from_setting(&settings.bus_namespace)?;
         let connector = Connector::new(ConnectionConfig::new(
             settings.amqp.url.expose_secret(),
             "user-service",
@@ -184,15 +180,6 @@ impl Application {
         let drained = shutdown.drain(settings.common.shutdown_grace).await;
         connector.close().await;
         pool.close().await;
-        if !grpc_task.is_finished() {
-            // The grace period ran out with calls still in flight; stop waiting for them.
-            tracing::warn!(?drained, "grpc server did not drain in time");
-            grpc_task.abort();
-            return Ok(());
-        }
-        match grpc_task.await {
-            Ok(result) => result.map_err(ApplicationError::from),
-            Err(join) => Err(ApplicationError::Io(std::io::Error::other(join))),
-        }
+        Ok(finish_serving(grpc_task, drained).await?)
     }
 }

@@ -11,7 +11,7 @@ pub use client::{
     ChannelError, ChannelOptions, ClientChannel, OutboundLayer, OutboundService, connect_lazy,
 };
 pub use limits::{ConcurrencyLimitLayer, ConcurrencyLimitService, TimeoutLayer, TimeoutService};
-pub use server::{GrpcServer, GrpcServerError, ServerOptions, ServerStack};
+pub use server::{GrpcServer, GrpcServerError, ServerOptions, ServerStack, finish_serving};
 pub use trace::{
     HeaderExtractor, HeaderInjector, ServerTraceLayer, ServerTraceService, extract_context,
     inject_context,

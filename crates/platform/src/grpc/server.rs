@@ -51,6 +51,24 @@ pub enum GrpcServerError {
     /// The transport failed while serving.
     #[error("grpc server failed")]
     Transport(#[from] tonic::transport::Error),
+    /// The serving task panicked or was cancelled.
+    #[error("grpc server task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The end of a service's `run`: after `drain` (which reported `drained`), the outcome of the
+/// task serving gRPC. A server still busy when the grace period ran out is aborted rather than
+/// waited for, which is a clean stop, not an error.
+pub async fn finish_serving(
+    task: tokio::task::JoinHandle<Result<(), GrpcServerError>>,
+    drained: crate::shutdown::Drained,
+) -> Result<(), GrpcServerError> {
+    if !task.is_finished() {
+        tracing::warn!(?drained, "grpc server did not drain in time");
+        task.abort();
+        return Ok(());
+    }
+    task.await?
 }
 
 /// The shared tower stack, outermost first. The order is deliberate:
