@@ -28,9 +28,12 @@ impl UserApp {
         if self.inner.auth.external_mode() {
             return Ok(());
         }
-        let now = Utc::now();
         let mut tx = self.inner.pool.begin().await?;
         store::lock_signing_keys(&mut tx).await?;
+        // "Now" is read under the lock: a replica that waited here must see the key another one
+        // just created as active, and that key was stamped with a time later than this one's
+        // start.
+        let now = Utc::now();
         let stored = store::signing_keys(&mut tx).await?;
         self.secure_stored_keys(&mut tx, &stored).await?;
         let views = keys::evaluate(stored, now, self.inner.auth.access_token_ttl);
