@@ -113,15 +113,17 @@ impl StockApp {
     /// marker is refused before any transaction; otherwise one transaction reserves every line.
     pub async fn reserve(&self, request: &ReserveRequest) -> Result<ReservationState, StockError> {
         // Replays first: the order's own reservation may be what sold the SKU out.
-        {
-            let mut conn = self.context.pool.acquire().await?;
-            if let Some(state) = ops::replay(&mut conn, request).await? {
-                return Ok(state);
-            }
+        if let Some(state) = self.replay(request).await? {
+            return Ok(state);
         }
         let sku_ids: Vec<Uuid> = request.lines.iter().map(|l| l.sku_id).collect();
         let sold_out = markers::sold_out(&self.context, &sku_ids).await;
         if !sold_out.is_empty() {
+            // A marker is set only after the commit that emptied the SKU; if that was a
+            // concurrent duplicate of this very order, its reservation is visible now.
+            if let Some(state) = self.replay(request).await? {
+                return Ok(state);
+            }
             return Err(StockError::InsufficientStock(
                 request
                     .lines
@@ -154,6 +156,15 @@ impl StockApp {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// The order's existing reservation, if this request replays it.
+    async fn replay(
+        &self,
+        request: &ReserveRequest,
+    ) -> Result<Option<ReservationState>, StockError> {
+        let mut conn = self.context.pool.acquire().await?;
+        ops::replay(&mut conn, request).await
     }
 
     /// CommitReservation.
