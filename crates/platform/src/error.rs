@@ -62,6 +62,26 @@ pub const DOMAIN: &str = "mercato";
 /// `ErrorInfo.metadata` key carrying the correlation id of a masked error.
 pub const CORRELATION_ID_KEY: &str = "correlation_id";
 
+/// One invalid request field: its path relative to the request (`shipping_address.postal_code`)
+/// and what is wrong with it, in lower case for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Field path.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+impl Violation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
 /// The gRPC canonical codes Mercato returns (a subset of `google.rpc.Code`).
 ///
 /// `OK`, `UNKNOWN`, `OUT_OF_RANGE` and `DATA_LOSS` are deliberately absent: success is not an

@@ -48,6 +48,7 @@
 //! }
 //! ```
 
+pub mod address;
 pub mod clock;
 pub mod db;
 pub mod error;

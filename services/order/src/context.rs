@@ -1,5 +1,5 @@
 //! What every part of the service shares: the pool, Redis, the clock, the bus, the settings and
-//! the product service client.
+//! the product service clients.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use mercato_messaging::{Connector, Namespace};
 use mercato_platform::grpc::ClientChannel;
 use mercato_platform::redis::Keys;
 use mercato_proto::mercato::product::v1::product_service_client::ProductServiceClient;
+use mercato_proto::mercato::product::v1::stock_service_client::StockServiceClient;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
@@ -32,4 +33,8 @@ pub struct OrderContext {
     pub settings: Arc<Settings>,
     /// The product service (SKU facts for cart lines), connected lazily.
     pub product: ProductServiceClient<ClientChannel>,
+    /// The product service's stock reservations (checkout), on the same channel.
+    pub stock: StockServiceClient<ClientChannel>,
+    /// Committed order changes, for `WatchOrder` streams.
+    pub watch: crate::order::watch::Watch,
 }

@@ -1,5 +1,6 @@
-//! The order service. Today it owns the persistent per-user cart (`CartService`), whose lines
-//! are enriched live from the product service on every read; orders and coupons come next.
+//! The order service: the persistent per-user cart (`CartService`, lines enriched live from the
+//! product service), checkout and the order state machine (`OrderService`), and coupons with
+//! first-come-first-served campaigns (`CouponService`).
 //!
 //! [`Application::build`] takes pre-bound listeners so tests start the service on port 0. The
 //! parts share an [`OrderContext`]; [`cart`] registers its gRPC service itself.
@@ -7,6 +8,8 @@
 pub mod cart;
 pub mod clock;
 pub mod context;
+pub mod coupon;
+pub mod order;
 pub mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -25,6 +28,7 @@ use mercato_platform::grpc::{
 use mercato_platform::shutdown::Shutdown;
 use mercato_platform::{db, http as probes, redis as platform_redis};
 use mercato_proto::mercato::product::v1::product_service_client::ProductServiceClient;
+use mercato_proto::mercato::product::v1::stock_service_client::StockServiceClient;
 use secrecy::ExposeSecret as _;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -94,10 +98,12 @@ impl Application {
             Publisher::new(connector.clone(), namespace.clone()),
             RelayConfig::default(),
         );
-        let product = ProductServiceClient::new(connect_lazy(
+        let channel = connect_lazy(
             &settings.product_service_url,
             &ChannelOptions::new(settings::SERVICE),
-        )?);
+        )?;
+        let product = ProductServiceClient::new(channel.clone());
+        let stock = StockServiceClient::new(channel);
         Ok(Self {
             grpc_addr: grpc_listener.local_addr()?,
             http_addr: http_listener.local_addr()?,
@@ -110,6 +116,8 @@ impl Application {
                 namespace,
                 settings: Arc::new(settings),
                 product,
+                stock,
+                watch: order::watch::Watch::new(),
             },
             relay,
             grpc_listener,
@@ -174,6 +182,7 @@ impl Application {
             ));
         let server = GrpcServer::new(ServerOptions::internal(context.settings.common.limits))?;
         let server = cart::register(server, &context);
+        let server = order::register(server, &context);
         let grpc_task = shutdown.spawn(server.serve(grpc_listener, shutdown.wait_owned()));
         shutdown.spawn(probes::serve(
             http_listener,
@@ -181,6 +190,7 @@ impl Application {
             shutdown.wait_owned(),
         ));
         shutdown.spawn(relay.run(shutdown.token()));
+        order::spawn_background(&context, &shutdown);
 
         shutdown.cancelled().await;
         let drained = shutdown.drain(context.settings.common.shutdown_grace).await;

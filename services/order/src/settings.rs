@@ -1,6 +1,8 @@
 //! The order service's typed settings: the shared blocks plus the product service's address and
 //! the cart limits, read from `MERCATO_ORDER__<KEY>` (then `MERCATO__<KEY>`, then the defaults).
 
+use std::time::Duration;
+
 use mercato_platform::settings::{
     AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, EnvSource, ListenSettings, Reader,
     RedisSettings,
@@ -32,6 +34,87 @@ pub struct Settings {
     pub product_service_url: String,
     /// The cart's limits and currency.
     pub cart: CartSettings,
+    /// Checkout: payment deadline, shipping fee, the expiry sweeper.
+    pub orders: OrderSettings,
+}
+
+/// Settings of checkout and the order lifecycle (`MERCATO_ORDER__<KEY>`).
+#[derive(Debug, Clone)]
+pub struct OrderSettings {
+    /// `PAYMENT_TTL_SECS`: how long a new order may stay unpaid before it expires, 60-3,300
+    /// seconds (default 1,800). The stock reservation is asked for this plus five minutes, and a
+    /// reservation may last at most an hour.
+    pub payment_ttl: Duration,
+    /// `SHIPPING_FEE`: flat fee per order in minor units of the shop currency (default 0).
+    pub shipping_fee: i64,
+    /// `FREE_SHIPPING_MINIMUM`: subtotal from which shipping is free; 0 (the default) means
+    /// never free when a fee is set.
+    pub free_shipping_minimum: i64,
+    /// `ORDER_SWEEP_INTERVAL_MS`: how often the expiry sweeper looks for unpaid orders past their
+    /// deadline, 50-600,000 ms (default 5,000).
+    pub sweep_interval: Duration,
+}
+
+/// Margin by which a stock reservation outlives its order's payment deadline, so the order
+/// always expires (and gives the stock back itself) before the reservation would.
+pub const RESERVATION_MARGIN: Duration = Duration::from_secs(300);
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            payment_ttl: Duration::from_secs(1_800),
+            shipping_fee: 0,
+            free_shipping_minimum: 0,
+            sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl OrderSettings {
+    /// Reads the checkout settings (problems are recorded in `reader`).
+    pub fn read(reader: &Reader<'_>) -> Option<Self> {
+        let defaults = Self::default();
+        let ttl = reader.with_default("PAYMENT_TTL_SECS", defaults.payment_ttl.as_secs());
+        let fee = reader.with_default("SHIPPING_FEE", defaults.shipping_fee);
+        let free = reader.with_default("FREE_SHIPPING_MINIMUM", defaults.free_shipping_minimum);
+        let sweep = reader.with_default(
+            "ORDER_SWEEP_INTERVAL_MS",
+            u64::try_from(defaults.sweep_interval.as_millis()).unwrap_or(5_000),
+        );
+        if ttl.is_some_and(|t| !(60..=3_300).contains(&t)) {
+            reader.invalid("PAYMENT_TTL_SECS", "must be between 60 and 3300");
+        }
+        if fee.is_some_and(|f| f < 0) {
+            reader.invalid("SHIPPING_FEE", "must not be negative");
+        }
+        if free.is_some_and(|f| f < 0) {
+            reader.invalid("FREE_SHIPPING_MINIMUM", "must not be negative");
+        }
+        if sweep.is_some_and(|s| !(50..=600_000).contains(&s)) {
+            reader.invalid("ORDER_SWEEP_INTERVAL_MS", "must be between 50 and 600000");
+        }
+        Some(Self {
+            payment_ttl: Duration::from_secs(ttl?),
+            shipping_fee: fee?,
+            free_shipping_minimum: free?,
+            sweep_interval: Duration::from_millis(sweep?),
+        })
+    }
+
+    /// How long the stock reservation of a new order holds.
+    pub fn reservation_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.payment_ttl + RESERVATION_MARGIN)
+            .unwrap_or(chrono::Duration::hours(1))
+    }
+
+    /// The shipping fee of an order with this subtotal.
+    pub fn shipping_fee_for(&self, subtotal: i64) -> i64 {
+        if self.free_shipping_minimum > 0 && subtotal >= self.free_shipping_minimum {
+            0
+        } else {
+            self.shipping_fee
+        }
+    }
 }
 
 /// Settings of the cart (`MERCATO_ORDER__<KEY>`).
@@ -93,6 +176,7 @@ impl Settings {
         let product_service_url =
             reader.with_default("PRODUCT_SERVICE_URL", "http://127.0.0.1:50052".to_owned());
         let cart = CartSettings::read(&reader);
+        let orders = OrderSettings::read(&reader);
         reader.finish(|| {
             Some(Self {
                 common: common?,
@@ -102,6 +186,7 @@ impl Settings {
                 bus_namespace: bus_namespace?,
                 product_service_url: product_service_url?,
                 cart: cart?,
+                orders: orders?,
             })
         })
     }

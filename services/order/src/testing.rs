@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::context::OrderContext;
-use crate::settings::{CartSettings, Settings};
+use crate::settings::{CartSettings, OrderSettings, Settings};
 use crate::{Application, ApplicationError, MIGRATOR};
 
 /// Where the service's resources are for one test, and where its product service is.
@@ -62,6 +62,10 @@ pub fn test_settings(resources: &TestResources) -> Settings {
         bus_namespace: resources.broker_namespace.clone(),
         product_service_url: product_service_url.clone(),
         cart: CartSettings::default(),
+        orders: OrderSettings {
+            sweep_interval: Duration::from_millis(100),
+            ..OrderSettings::default()
+        },
     }
 }
 

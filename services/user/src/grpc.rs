@@ -93,45 +93,6 @@ fn tokens_to_proto(tokens: TokenPair) -> pb::TokenPair {
     }
 }
 
-fn address_from_proto(address: common::PostalAddress) -> PostalAddress {
-    let common::PostalAddress {
-        recipient_name,
-        recipient_name_kana,
-        country_code,
-        postal_code,
-        region,
-        locality,
-        address_line1,
-        address_line2,
-        phone_number,
-    } = address;
-    PostalAddress {
-        recipient_name,
-        recipient_name_kana,
-        country_code,
-        postal_code,
-        region,
-        locality,
-        address_line1,
-        address_line2,
-        phone_number,
-    }
-}
-
-fn address_to_proto(address: PostalAddress) -> common::PostalAddress {
-    common::PostalAddress {
-        recipient_name: address.recipient_name,
-        recipient_name_kana: address.recipient_name_kana,
-        country_code: address.country_code,
-        postal_code: address.postal_code,
-        region: address.region,
-        locality: address.locality,
-        address_line1: address.address_line1,
-        address_line2: address.address_line2,
-        phone_number: address.phone_number,
-    }
-}
-
 fn key_to_proto(view: KeyView) -> pb::SigningKey {
     let state = match view.state {
         KeyState::Next => pb::SigningKeyState::Next,
@@ -324,7 +285,7 @@ impl UserService for UserGrpc {
         let user_id = caller(&request)?.user_id;
         let (address, updated_at) = self.app.shipping_address(user_id).await?;
         Ok(Response::new(pb::GetShippingAddressResponse {
-            shipping_address: Some(address_to_proto(address)),
+            shipping_address: Some(common::PostalAddress::from(address)),
             update_time: Some(timestamp(updated_at)),
         }))
     }
@@ -353,10 +314,10 @@ impl UserService for UserGrpc {
             });
         let (address, updated_at) = self
             .app
-            .update_shipping_address(user_id, address_from_proto(address), fields)
+            .update_shipping_address(user_id, PostalAddress::from(address), fields)
             .await?;
         Ok(Response::new(pb::UpdateShippingAddressResponse {
-            shipping_address: Some(address_to_proto(address)),
+            shipping_address: Some(common::PostalAddress::from(address)),
             update_time: Some(timestamp(updated_at)),
         }))
     }

@@ -6,24 +6,7 @@ use std::collections::HashMap;
 use mercato_platform::error::{DOMAIN, ErrorCode, ServiceError, into_status};
 use tonic_types::{ErrorDetails, FieldViolation, PreconditionViolation};
 
-/// One invalid request field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// Path of the field, e.g. `quantity`.
-    pub field: String,
-    /// What is wrong with it.
-    pub description: String,
-}
-
-impl Violation {
-    /// A violation of `field`.
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
+pub use mercato_platform::error::Violation;
 
 /// Everything a cart RPC can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -320,3 +320,34 @@ pub async fn clear(pool: &PgPool, user_id: Uuid, now: DateTime<Utc>) -> Result<(
     tx.commit().await?;
     Ok(())
 }
+
+/// Removes the lines a checkout ordered, in the order's transaction: each `(sku, quantity)` line
+/// that still holds exactly that quantity. A line the user changed meanwhile (on another device)
+/// stays, so nothing added after the checkout read the cart is lost.
+pub async fn remove_checked_out(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    ordered: &[(Uuid, i64)],
+    now: DateTime<Utc>,
+) -> Result<(), CartError> {
+    let skus: Vec<Uuid> = ordered.iter().map(|(sku, _)| *sku).collect();
+    let quantities: Vec<i64> = ordered.iter().map(|(_, quantity)| *quantity).collect();
+    let deleted = sqlx::query(
+        "DELETE FROM cart_lines c USING unnest($2::uuid[], $3::bigint[]) AS o(sku_id, quantity) \
+         WHERE c.user_id = $1 AND c.sku_id = o.sku_id AND c.quantity = o.quantity",
+    )
+    .bind(user_id)
+    .bind(&skus)
+    .bind(&quantities)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if deleted > 0 {
+        sqlx::query("UPDATE carts SET update_time = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,13 +1,11 @@
 //! Pure account rules: inputs parsed into newtypes at the edge, and the checks behind every
 //! field violation the service reports. No I/O here.
 
-pub mod address;
-
 use std::fmt;
 
 use unicode_normalization::UnicodeNormalization as _;
 
-pub use address::{PostalAddress, parse_address};
+pub use mercato_platform::address::{PostalAddress, parse_address};
 
 /// Longest accepted e-mail address (RFC 5321 path limit).
 pub const MAX_EMAIL_CHARS: usize = 254;
@@ -22,24 +20,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 /// Longest external subject.
 pub const MAX_SUBJECT_CHARS: usize = 255;
 
-/// One invalid request field: its path relative to the request and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// Field path, e.g. `shipping_address.postal_code`.
-    pub field: String,
-    /// Lowercase explanation for the client.
-    pub description: String,
-}
-
-impl Violation {
-    /// A violation of `field`.
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
+pub use mercato_platform::error::Violation;
 
 /// A normalised e-mail address: trimmed, lower-cased, one `@` with a non-empty local part and a
 /// domain containing a dot.

@@ -1,7 +1,14 @@
-//! Shipping-address rules: NFC normalisation and trimming of every text field, Japanese postal codes (`1500001` → `150-0001`) and phone
+//! Shipping-address rules, shared by every service that takes an address (the user service's
+//! saved address, the order service's checkout): NFC normalisation and trimming of every text field, Japanese postal codes (`1500001` → `150-0001`) and phone
 //! numbers, prefectures, and one violation per bad field.
 
-use super::{Violation, nfc};
+use unicode_normalization::UnicodeNormalization as _;
+
+use crate::error::Violation;
+
+fn nfc(raw: &str) -> String {
+    raw.nfc().collect()
+}
 
 /// A validated, normalised shipping address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -239,6 +246,49 @@ fn phone_number(raw: &str, japan: bool) -> Result<String, String> {
         Ok(text)
     } else {
         Err("must be in E.164 form: + then 8-15 digits".to_owned())
+    }
+}
+
+impl From<mercato_proto::mercato::common::v1::PostalAddress> for PostalAddress {
+    fn from(address: mercato_proto::mercato::common::v1::PostalAddress) -> Self {
+        let mercato_proto::mercato::common::v1::PostalAddress {
+            recipient_name,
+            recipient_name_kana,
+            country_code,
+            postal_code,
+            region,
+            locality,
+            address_line1,
+            address_line2,
+            phone_number,
+        } = address;
+        Self {
+            recipient_name,
+            recipient_name_kana,
+            country_code,
+            postal_code,
+            region,
+            locality,
+            address_line1,
+            address_line2,
+            phone_number,
+        }
+    }
+}
+
+impl From<PostalAddress> for mercato_proto::mercato::common::v1::PostalAddress {
+    fn from(address: PostalAddress) -> Self {
+        Self {
+            recipient_name: address.recipient_name,
+            recipient_name_kana: address.recipient_name_kana,
+            country_code: address.country_code,
+            postal_code: address.postal_code,
+            region: address.region,
+            locality: address.locality,
+            address_line1: address.address_line1,
+            address_line2: address.address_line2,
+            phone_number: address.phone_number,
+        }
     }
 }
 
