@@ -2,15 +2,18 @@
 //! here before any service is called; the user named by `target_user_id` is the one acted on,
 //! never the caller.
 //!
-//! Accounts and roles are served by the user service and products by the product service. The
-//! order, payment, coupon and shipment RPCs answer UNIMPLEMENTED until the services that own
-//! those resources serve them.
+//! Accounts and roles are served by the user service, products by the product service and
+//! orders by the order service (with the admin's own principal, so the order service records an
+//! admin cancellation as ADMIN_REQUESTED). The payment, coupon and shipment RPCs answer
+//! UNIMPLEMENTED until the services that own those resources serve them.
 
 use mercato_platform::grpc::ClientChannel;
 use mercato_platform::principal::{self, Role};
 use mercato_proto::mercato::bff::v1 as bff;
+use mercato_proto::mercato::order::v1 as order;
 use mercato_proto::mercato::product::v1 as product;
 use mercato_proto::mercato::user::v1 as user;
+use order::order_service_client::OrderServiceClient;
 use product::product_service_client::ProductServiceClient;
 use tonic::{Request, Response, Status};
 use user::user_service_client::UserServiceClient;
@@ -18,20 +21,27 @@ use user::user_service_client::UserServiceClient;
 use crate::catalog::{product_from_input, public_product};
 use crate::error::{broken_contract, downstream};
 use crate::grpc::account;
+use crate::order::{View, order_of, public_order};
 
 /// `mercato.bff.v1.AdminService`.
 #[derive(Debug, Clone)]
 pub struct AdminGrpc {
     users: UserServiceClient<ClientChannel>,
     products: ProductServiceClient<ClientChannel>,
+    orders: OrderServiceClient<ClientChannel>,
 }
 
 impl AdminGrpc {
-    /// The handler over the user and product service channels.
-    pub fn new(user_channel: ClientChannel, product_channel: ClientChannel) -> Self {
+    /// The handler over the user, product and order service channels.
+    pub fn new(
+        user_channel: ClientChannel,
+        product_channel: ClientChannel,
+        order_channel: ClientChannel,
+    ) -> Self {
         Self {
             users: UserServiceClient::new(user_channel),
             products: ProductServiceClient::new(product_channel),
+            orders: OrderServiceClient::new(order_channel),
         }
     }
 }
@@ -226,7 +236,38 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::SearchOrdersRequest>,
     ) -> Result<Response<bff::SearchOrdersResponse>, Status> {
         admin(&request)?;
-        Err(not_served("SearchOrders", "order"))
+        let bff::SearchOrdersRequest {
+            page_size,
+            page_token,
+            target_user_id,
+            statuses,
+            create_time_from,
+            create_time_to,
+        } = request.into_inner();
+        let order::SearchOrdersResponse {
+            orders,
+            next_page_token,
+        } = self
+            .orders
+            .clone()
+            .search_orders(order::SearchOrdersRequest {
+                page_size,
+                page_token,
+                user_id: target_user_id,
+                statuses,
+                create_time_from,
+                create_time_to,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::SearchOrdersResponse {
+            orders: orders
+                .into_iter()
+                .map(|found| public_order(found, View::Admin))
+                .collect(),
+            next_page_token,
+        }))
     }
 
     async fn lookup_order(
@@ -234,7 +275,17 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::LookupOrderRequest>,
     ) -> Result<Response<bff::LookupOrderResponse>, Status> {
         admin(&request)?;
-        Err(not_served("LookupOrder", "order"))
+        let bff::LookupOrderRequest { order_id } = request.into_inner();
+        let order::LookupOrderResponse { order } = self
+            .orders
+            .clone()
+            .lookup_order(order::LookupOrderRequest { order_id })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::LookupOrderResponse {
+            order: Some(order_of(order, View::Admin, "LookupOrderResponse.order")?),
+        }))
     }
 
     async fn cancel_any_order(
@@ -242,7 +293,19 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::CancelAnyOrderRequest>,
     ) -> Result<Response<bff::CancelAnyOrderResponse>, Status> {
         admin(&request)?;
-        Err(not_served("CancelAnyOrder", "order"))
+        let bff::CancelAnyOrderRequest { order_id } = request.into_inner();
+        // The admin's principal is forwarded as it is: the order service lets an admin cancel
+        // any order and records the reason as ADMIN_REQUESTED.
+        let order::CancelOrderResponse { order } = self
+            .orders
+            .clone()
+            .cancel_order(order::CancelOrderRequest { order_id })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::CancelAnyOrderResponse {
+            order: Some(order_of(order, View::Admin, "CancelOrderResponse.order")?),
+        }))
     }
 
     async fn search_payments(

@@ -17,9 +17,11 @@ use mercato_proto::mercato::bff::v1::admin_service_server::AdminServiceServer;
 use mercato_proto::mercato::bff::v1::auth_service_server::AuthServiceServer;
 use mercato_proto::mercato::bff::v1::cart_service_server::CartServiceServer;
 use mercato_proto::mercato::bff::v1::catalog_service_server::CatalogServiceServer;
+use mercato_proto::mercato::bff::v1::order_service_server::OrderServiceServer;
 use mercato_proto::mercato::bff::v1::seller_service_server::SellerServiceServer;
 use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -33,6 +35,7 @@ use crate::catalog::CatalogGrpc;
 use crate::edge::{EdgeLayer, EdgeState, REQUEST_ID_HEADER, TRACE_ID_HEADER};
 use crate::grpc::{AccountGrpc, AuthGrpc};
 use crate::jwt::Verifier;
+use crate::order::{OrderGrpc, WatchPolicy};
 use crate::rate_limit::RateLimiter;
 use crate::seller::SellerGrpc;
 use crate::settings::BffSettings;
@@ -170,6 +173,9 @@ impl Application {
             settings.client_ip_header.clone(),
         ));
 
+        // Cancelled as the drain starts: open order watches end then instead of holding the
+        // drain until the grace period runs out.
+        let watches_stopping = CancellationToken::new();
         let (health, health_service) = tonic_health::server::health_reporter();
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(mercato_proto::FILE_DESCRIPTOR_SET)
@@ -181,6 +187,7 @@ impl Application {
             <AccountServiceServer<AccountGrpc> as NamedService>::NAME,
             <CatalogServiceServer<CatalogGrpc> as NamedService>::NAME,
             <CartServiceServer<CartGrpc> as NamedService>::NAME,
+            <OrderServiceServer<OrderGrpc> as NamedService>::NAME,
             <SellerServiceServer<SellerGrpc> as NamedService>::NAME,
             <AdminServiceServer<AdminGrpc> as NamedService>::NAME,
         ];
@@ -192,7 +199,9 @@ impl Application {
         //    protocol.
         // 3. Trace opens the server span; rejections below are recorded in it and the edge
         //    reads its trace id for `x-trace-id`.
-        // 4. Timeout, then the concurrency limit, bound everything including JWKS and Redis.
+        // 4. Timeout, then the concurrency limit, bound everything including JWKS and Redis, up
+        //    to the response headers: a server stream (WatchOrder) that has started is bounded
+        //    by its own WatchPolicy instead, never cut by the unary deadline.
         // 5. The edge strips internal headers, authenticates and rate limits.
         // 6. The platform's principal layer turns the edge's verified headers into the request
         //    extension and task-local that outgoing calls forward.
@@ -223,12 +232,20 @@ impl Application {
             .add_service(AdminServiceServer::new(AdminGrpc::new(
                 channel,
                 product_channel.clone(),
+                order_channel.clone(),
             )))
             .add_service(CatalogServiceServer::new(CatalogGrpc::new(
                 product_channel.clone(),
             )))
             .add_service(SellerServiceServer::new(SellerGrpc::new(product_channel)))
-            .add_service(CartServiceServer::new(CartGrpc::new(order_channel)));
+            .add_service(CartServiceServer::new(CartGrpc::new(order_channel.clone())))
+            .add_service(OrderServiceServer::new(OrderGrpc::new(
+                order_channel,
+                WatchPolicy {
+                    max_duration: settings.watch_max_duration,
+                    stopping: watches_stopping.clone(),
+                },
+            )));
 
         health.set_service_status("", ServingStatus::Serving).await;
         for service in services {
@@ -239,6 +256,7 @@ impl Application {
         tracing::info!(addr = %local_addr, "bff listening");
         let signal = async move {
             shutdown.await;
+            watches_stopping.cancel();
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;

@@ -5,7 +5,7 @@
 //!
 //! Code map: [`app`] (the stack and server), [`edge`] (strip, request id, authenticate, rate
 //! limit), [`jwt`] (verification and the JWKS cache), [`rate_limit`] (GCRA in Redis),
-//! [`routes`] (the public allow-list and route classes), [`grpc`] (handlers), [`error`]
+//! [`routes`] (the public allow-list and route classes), [`grpc`], [`catalog`], [`cart`], [`order`], [`seller`], [`admin`] (handlers), [`error`]
 //! (downstream status masking), [`settings`].
 
 pub mod admin;
@@ -17,6 +17,7 @@ pub mod edge;
 pub mod error;
 pub mod grpc;
 pub mod jwt;
+pub mod order;
 pub mod rate_limit;
 pub mod routes;
 pub mod seller;

@@ -43,7 +43,14 @@ pub struct BffSettings {
     pub client_ip_header: Option<HeaderName>,
     /// Rate-limit budgets.
     pub rate_limits: Limits,
+    /// `WATCH_MAX_DURATION`: longest a `WatchOrder` stream stays open before the BFF ends it
+    /// with `UNAVAILABLE` (the client watches again), default 10m. The unary `REQUEST_TIMEOUT`
+    /// bounds only a stream's start.
+    pub watch_max_duration: Duration,
 }
+
+/// Default of `WATCH_MAX_DURATION`.
+pub const DEFAULT_WATCH_MAX_DURATION: Duration = Duration::from_secs(600);
 
 impl BffSettings {
     /// Reads and validates every setting, reporting all problems at once.
@@ -69,6 +76,7 @@ impl BffSettings {
     /// | `CORS_ALLOWED_ORIGINS` | empty |
     /// | `CLIENT_IP_HEADER` | unset |
     /// | `RATE_LIMIT_{AUTH,READ,WRITE}_{REQUESTS,PERIOD,BURST}` | auth 20/1m burst 10, read 600/1m burst 100, write 120/1m burst 30 |
+    /// | `WATCH_MAX_DURATION` | `10m` |
     pub fn read(reader: &Reader<'_>) -> Option<Self> {
         let listen_defaults = ListenSettings {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -101,6 +109,11 @@ impl BffSettings {
         let cors = reader.with_default("CORS_ALLOWED_ORIGINS", String::new());
         let client_ip_header = reader.optional::<String>("CLIENT_IP_HEADER");
         let rate_limits = read_limits(reader);
+        let watch_max_duration =
+            reader.with_default("WATCH_MAX_DURATION", DEFAULT_WATCH_MAX_DURATION);
+        if watch_max_duration == Some(Duration::ZERO) {
+            reader.invalid("WATCH_MAX_DURATION", "must be greater than zero");
+        }
 
         let client_ip_header = match client_ip_header? {
             Some(name) => match HeaderName::try_from(name.trim().to_ascii_lowercase()) {
@@ -170,6 +183,7 @@ impl BffSettings {
                 .collect(),
             client_ip_header,
             rate_limits: rate_limits?,
+            watch_max_duration: watch_max_duration?,
         })
     }
 }
@@ -228,6 +242,18 @@ mod tests {
         assert_eq!(settings.auth.mode, AuthMode::BuiltIn);
         assert!(settings.cors_origins.is_empty());
         assert_eq!(settings.rate_limits, Limits::default());
+    }
+
+    #[test]
+    fn order_watches_last_ten_minutes_unless_configured_and_never_zero() {
+        assert_eq!(
+            read(&[]).expect("defaults").watch_max_duration,
+            DEFAULT_WATCH_MAX_DURATION
+        );
+        let settings = read(&[("MERCATO_BFF__WATCH_MAX_DURATION", "90s")]).expect("valid");
+        assert_eq!(settings.watch_max_duration, Duration::from_secs(90));
+        let error = read(&[("MERCATO_BFF__WATCH_MAX_DURATION", "0s")]).expect_err("zero");
+        assert!(error.to_string().contains("WATCH_MAX_DURATION"), "{error}");
     }
 
     #[test]
