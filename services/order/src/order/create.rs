@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use mercato_platform::address::{self, PostalAddress as Address};
 use mercato_proto::mercato::common::v1::{CartLineStatus, PaymentMethod, PostalAddress};
 use mercato_proto::mercato::order::v1 as pb;
@@ -390,7 +390,8 @@ async fn place(
     let (lines, facts) = lines_of(context, user_id, &input.source).await?;
     let (rows, subtotal) = price(&lines, &facts, &currency)?;
     reserve(context, order_id, &rows).await?;
-    let now = context.clock.now();
+    // PostgreSQL keeps microseconds: the first answer must equal every replay read back.
+    let now = context.clock.now().trunc_subsecs(6);
     match commit(context, user_id, order_id, input, rows, subtotal, now).await {
         Ok(order) => Ok(order),
         Err(err) => {

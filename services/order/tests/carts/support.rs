@@ -287,6 +287,32 @@ impl Seeder {
             .expect("sku deleted");
     }
 
+    /// Sets a SKU's on-hand units (at its current stock version).
+    pub(crate) async fn restock(&self, sku_id: &str, on_hand: i64) {
+        let level = self
+            .stock
+            .clone()
+            .get_stock(self.as_seller(product::GetStockRequest {
+                sku_id: sku_id.to_owned(),
+            }))
+            .await
+            .expect("stock read")
+            .into_inner()
+            .stock
+            .expect("a stock level");
+        self.stock
+            .clone()
+            .adjust_stock(self.as_seller(product::AdjustStockRequest {
+                sku_id: sku_id.to_owned(),
+                on_hand,
+                expected_version: level.version,
+                reason: "restocked".to_owned(),
+                idempotency_key: Uuid::new_v4().to_string(),
+            }))
+            .await
+            .expect("stock set");
+    }
+
     fn as_seller<T>(&self, message: T) -> tonic::Request<T> {
         as_user(message, self.seller, &[Role::Buyer, Role::Seller])
     }
