@@ -10,12 +10,16 @@ use tonic_types::StatusExt as _;
 /// A status the service already masked (its `ErrorInfo` says `INTERNAL` or `UNAVAILABLE` in our
 /// domain) keeps its correlation id, so operators find the service's log line. Transport
 /// failures and unmasked server errors are logged here and masked with a new correlation id.
+///
+/// `CANCELLED` is one of them: when the browser cancels, its handler is dropped and no status
+/// reaches it, so a call that answers `CANCELLED` while the handler still runs was cut below the
+/// BFF (hyper reports a connection closed under a request as "operation was canceled"). The
+/// browser gets `UNAVAILABLE`, which tells it to retry, instead of a cancellation it never made.
 pub fn downstream(status: Status) -> Status {
     let masked_code = match status.code() {
         Code::Internal | Code::Unknown | Code::DataLoss => ErrorCode::Internal,
-        Code::Unavailable => ErrorCode::Unavailable,
+        Code::Unavailable | Code::Cancelled => ErrorCode::Unavailable,
         Code::Ok
-        | Code::Cancelled
         | Code::InvalidArgument
         | Code::DeadlineExceeded
         | Code::NotFound
@@ -57,4 +61,23 @@ pub fn broken_contract(what: &str) -> Status {
     let correlation_id = errors::correlation_id();
     tracing::error!(what, correlation_id = %correlation_id, "downstream response broke its contract");
     errors::masked(ErrorCode::Internal, &correlation_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_downstream_cancellation_reaches_the_browser_as_unavailable() {
+        let status = downstream(Status::cancelled("operation was canceled"));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("canceled"), "{status:?}");
+    }
+
+    #[test]
+    fn client_errors_pass_through_with_their_message() {
+        let status = downstream(Status::not_found("order 1 not found"));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "order 1 not found");
+    }
 }

@@ -647,3 +647,208 @@ pub fn real_services_settings(
     ))
     .expect("bff settings")
 }
+
+/// The real user, product and order services in-process, each on its own fresh resources (the
+/// order service calling the product service), for tests that put a BFF in front of them.
+pub struct Services {
+    pub users: mercato_user::testing::RunningUser,
+    pub products: mercato_product::testing::RunningProduct,
+    /// `None` once a test stopped it.
+    pub orders: Option<mercato_order::testing::RunningOrder>,
+    pub prefix: RedisPrefix,
+    // The resources outlive the services (fields drop in declaration order).
+    _order_env: mercato_order::testing::TestEnv,
+    _product_env: mercato_product::testing::TestEnv,
+    _user_env: mercato_user::testing::TestEnv,
+}
+
+impl Services {
+    /// Starts the three services.
+    pub async fn start() -> Self {
+        let user_env = mercato_user::testing::TestEnv::new()
+            .await
+            .expect("user resources");
+        let users = user_env.start(|_| {}).await.expect("user service starts");
+        let product_env = mercato_product::testing::TestEnv::new()
+            .await
+            .expect("product resources");
+        let products = product_env
+            .start(|_| {})
+            .await
+            .expect("product service starts");
+        let order_env = mercato_order::testing::TestEnv::new(products.grpc_uri())
+            .await
+            .expect("order resources");
+        let orders = order_env.start(|_| {}).await.expect("order service starts");
+        Self {
+            users,
+            products,
+            orders: Some(orders),
+            prefix: RedisPrefix::new(),
+            _order_env: order_env,
+            _product_env: product_env,
+            _user_env: user_env,
+        }
+    }
+
+    /// The order service's gRPC URI.
+    pub fn order_uri(&self) -> String {
+        self.orders
+            .as_ref()
+            .expect("the order service runs")
+            .grpc_uri()
+    }
+
+    /// A BFF in front of the three services; `extra` adds settings (without the
+    /// `MERCATO_BFF__` prefix).
+    pub async fn bff(&self, extra: &[(&str, &str)]) -> TestBff {
+        self.bff_with_order_service(&self.order_uri(), extra).await
+    }
+
+    /// A BFF in front of the user and product services and whatever serves the order API at
+    /// `order_uri`.
+    pub async fn bff_with_order_service(&self, order_uri: &str, extra: &[(&str, &str)]) -> TestBff {
+        let mut pairs = vec![("ORDER_SERVICE_URL", order_uri)];
+        pairs.extend_from_slice(extra);
+        TestBff::start(real_services_settings(
+            &self.users,
+            Some(&self.products.grpc_uri()),
+            &self.prefix,
+            &pairs,
+        ))
+        .await
+    }
+
+    /// Stops every service that still runs, checking each stops cleanly.
+    pub async fn stop(self) {
+        if let Some(orders) = self.orders {
+            orders.stop().await.expect("order service stops cleanly");
+        }
+        self.products
+            .stop()
+            .await
+            .expect("product service stops cleanly");
+        self.users.stop().await.expect("user service stops cleanly");
+    }
+}
+
+/// The unit price of every SKU [`seed_sku`] creates, in JPY.
+pub const SKU_PRICE: i64 = 1_200;
+
+/// A published product with one active SKU priced [`SKU_PRICE`] and `on_hand` units, seeded on
+/// the product service as its seller; returns the SKU id.
+pub async fn seed_sku(product_uri: &str, on_hand: i64) -> String {
+    use mercato_platform::principal::{Principal, Role};
+    use mercato_proto::mercato::common::v1 as common;
+    use mercato_proto::mercato::product::v1 as product;
+
+    let channel = tonic::transport::Channel::from_shared(product_uri.to_owned())
+        .expect("product uri")
+        .connect_lazy();
+    let seller = Principal::new(uuid::Uuid::new_v4(), [Role::Seller]);
+    fn as_seller<T>(seller: &Principal, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        seller.write_metadata(request.metadata_mut());
+        request
+    }
+    let mut products = product::product_service_client::ProductServiceClient::new(channel.clone());
+    let created = products
+        .create_product(as_seller(
+            &seller,
+            product::CreateProductRequest {
+                product: Some(product::Product {
+                    name: "Test mug".to_owned(),
+                    category: "kitchen".to_owned(),
+                    skus: vec![product::Sku {
+                        sku_code: format!("MUG-{}", uuid::Uuid::new_v4().simple()),
+                        price: Some(common::Money {
+                            currency_code: "JPY".to_owned(),
+                            amount_minor: SKU_PRICE,
+                        }),
+                        active: true,
+                        ..product::Sku::default()
+                    }],
+                    ..product::Product::default()
+                }),
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                seller_id: String::new(),
+            },
+        ))
+        .await
+        .expect("product created")
+        .into_inner()
+        .product
+        .expect("product");
+    let sku_id = created.skus[0].sku_id.clone();
+    products
+        .publish_product(as_seller(
+            &seller,
+            product::PublishProductRequest {
+                product_id: created.product_id,
+            },
+        ))
+        .await
+        .expect("published");
+    let mut stock = product::stock_service_client::StockServiceClient::new(channel);
+    let version = stock
+        .get_stock(as_seller(
+            &seller,
+            product::GetStockRequest {
+                sku_id: sku_id.clone(),
+            },
+        ))
+        .await
+        .expect("stock")
+        .into_inner()
+        .stock
+        .expect("stock level")
+        .version;
+    stock
+        .adjust_stock(as_seller(
+            &seller,
+            product::AdjustStockRequest {
+                sku_id: sku_id.clone(),
+                on_hand,
+                expected_version: version,
+                reason: "bff test".to_owned(),
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+            },
+        ))
+        .await
+        .expect("stocked");
+    sku_id
+}
+
+/// Registers a fresh buyer through the BFF; returns their access token.
+pub async fn sign_up(
+    auth: &mut mercato_proto::mercato::bff::v1::auth_service_client::AuthServiceClient<
+        tonic::transport::Channel,
+    >,
+) -> String {
+    auth.register(mercato_proto::mercato::bff::v1::RegisterRequest {
+        email: format!("shopper-{}@example.com", uuid::Uuid::new_v4().simple()),
+        password: "correct horse battery".to_owned(),
+        display_name: "Shopper".to_owned(),
+    })
+    .await
+    .expect("registered")
+    .into_inner()
+    .tokens
+    .expect("tokens")
+    .access_token
+}
+
+/// A Japanese shipping address already in normal form (what is saved equals what is sent).
+pub fn shipping_address(recipient: &str) -> mercato_proto::mercato::common::v1::PostalAddress {
+    mercato_proto::mercato::common::v1::PostalAddress {
+        recipient_name: recipient.to_owned(),
+        recipient_name_kana: String::new(),
+        country_code: "JP".to_owned(),
+        postal_code: "150-0001".to_owned(),
+        region: "東京都".to_owned(),
+        locality: "渋谷区".to_owned(),
+        address_line1: "神宮前1-2-3".to_owned(),
+        address_line2: String::new(),
+        phone_number: "09012345678".to_owned(),
+    }
+}
