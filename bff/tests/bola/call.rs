@@ -16,6 +16,8 @@ use crate::{Caller, Case, Clients, Party, Rpc};
 pub(crate) enum Reply {
     Account(bff::Account),
     Address(common::PostalAddress),
+    Order(bff::Order),
+    Orders(Vec<bff::Order>),
     Empty,
 }
 
@@ -31,7 +33,10 @@ pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Resul
     let mut auth = clients.auth.clone();
     let mut accounts = clients.accounts.clone();
     let mut admin = clients.admin.clone();
+    let mut orders = clients.orders.clone();
     let owner_id = world.member(Party::Owner).user_id.to_string();
+    let owners_order = world.member(Party::Owner).order_id.clone();
+    let order = |response: Option<bff::Order>| Reply::Order(response.unwrap_or_default());
     match case.rpc {
         Rpc::GetAccount => accounts
             .get_account(as_caller(bff::GetAccountRequest {}, token))
@@ -112,6 +117,70 @@ pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Resul
             ))
             .await
             .map(|response| Reply::Account(response.into_inner().account.unwrap_or_default())),
+        Rpc::GetOrder => orders
+            .get_order(as_caller(
+                bff::GetOrderRequest {
+                    order_id: owners_order,
+                },
+                token,
+            ))
+            .await
+            .map(|response| order(response.into_inner().order)),
+        Rpc::ListOrders => orders
+            .list_orders(as_caller(bff::ListOrdersRequest::default(), token))
+            .await
+            .map(|response| Reply::Orders(response.into_inner().orders)),
+        Rpc::CancelOrder => orders
+            .cancel_order(as_caller(
+                bff::CancelOrderRequest {
+                    order_id: owners_order,
+                },
+                token,
+            ))
+            .await
+            .map(|response| order(response.into_inner().order)),
+        Rpc::WatchOrder => {
+            let mut stream = orders
+                .watch_order(as_caller(
+                    bff::WatchOrderRequest {
+                        order_id: owners_order,
+                    },
+                    token,
+                ))
+                .await?
+                .into_inner();
+            // The first message is the order as it is; dropping the stream ends the watch.
+            let first = stream.message().await?;
+            Ok(order(first.and_then(|message| message.order)))
+        }
+        Rpc::AdminLookupOrder => admin
+            .lookup_order(as_caller(
+                bff::LookupOrderRequest {
+                    order_id: owners_order,
+                },
+                token,
+            ))
+            .await
+            .map(|response| order(response.into_inner().order)),
+        Rpc::AdminSearchOrders => admin
+            .search_orders(as_caller(
+                bff::SearchOrdersRequest {
+                    target_user_id: owner_id,
+                    ..bff::SearchOrdersRequest::default()
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Orders(response.into_inner().orders)),
+        Rpc::AdminCancelAnyOrder => admin
+            .cancel_any_order(as_caller(
+                bff::CancelAnyOrderRequest {
+                    order_id: owners_order,
+                },
+                token,
+            ))
+            .await
+            .map(|response| order(response.into_inner().order)),
     }
 }
 
@@ -120,7 +189,20 @@ impl Rpc {
     pub(crate) fn effect(self, caller: Caller, before: &Snapshot) -> Snapshot {
         let mut after = before.clone();
         match self {
-            Self::GetAccount | Self::GetShippingAddress | Self::AdminGetUser => {}
+            Self::GetAccount
+            | Self::GetShippingAddress
+            | Self::AdminGetUser
+            | Self::GetOrder
+            | Self::ListOrders
+            | Self::WatchOrder
+            | Self::AdminLookupOrder
+            | Self::AdminSearchOrders => {}
+            Self::CancelOrder => {
+                cancelled(&mut after, common::OrderCancellationReason::UserRequested)
+            }
+            Self::AdminCancelAnyOrder => {
+                cancelled(&mut after, common::OrderCancellationReason::AdminRequested);
+            }
             Self::AdminGrantSeller => {
                 if let Ok(profile) = &mut after.account {
                     profile.roles.push(common::Role::Seller.into());
@@ -150,6 +232,14 @@ impl Rpc {
             Self::LogoutAllSessions => after.sessions = [false; SESSIONS],
         }
         after
+    }
+}
+
+/// Every order of the party cancelled for `reason` (each party has one).
+fn cancelled(after: &mut Snapshot, reason: common::OrderCancellationReason) {
+    for order in &mut after.orders {
+        order.status = common::OrderStatus::Cancelled.into();
+        order.cancellation_reason = reason.into();
     }
 }
 

@@ -1,8 +1,9 @@
 //! BOLA (broken object-level authorization) through the BFF, table-driven: every public RPC that
 //! touches user-owned data, called by the owner, another user, an anonymous caller and an admin,
-//! against the real user service. Each case gets fresh users; what every user's data looks like
-//! is read straight from the user service before and after the call, so a case passes only if
-//! the call touched exactly the data it should have and nothing else.
+//! against the real user, product and order services. Each case gets fresh users, each with an
+//! order of their own; what every user's data looks like is read straight from the user and order
+//! services before and after the call, so a case passes only if the call touched exactly the data
+//! it should have and nothing else.
 //!
 //! Later RPCs that touch user-owned data (carts, orders, wallets, ...) extend [`CASES`] with a
 //! row per caller, plus an [`Rpc`] variant saying how to call it and what it changes.
@@ -14,15 +15,14 @@ mod call;
 mod world;
 
 use mercato_proto::mercato::bff::v1 as bff;
-use mercato_user::testing::TestEnv;
-use support::{RedisPrefix, TestBff, real_services_settings, reason};
+use support::{Services, reason, seed_sku};
 use tonic::Code;
 use tonic::transport::Channel;
 
 use Caller::{Admin, Anonymous, OtherUser, Owner};
 use Expected::{ActsOn, Refused};
 use call::{Reply, call};
-use world::{Observer, Profile, World};
+use world::{Observer, OrderFacts, Profile, World};
 
 /// An RPC under test, with the arguments the table gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,21 @@ enum Rpc {
     AdminGetUser,
     /// `AdminService/GrantRole` giving the owner the seller role.
     AdminGrantSeller,
+    /// `OrderService/GetOrder` naming the owner's order.
+    GetOrder,
+    /// `OrderService/ListOrders` (no filters).
+    ListOrders,
+    /// `OrderService/CancelOrder` naming the owner's order.
+    CancelOrder,
+    /// `OrderService/WatchOrder` naming the owner's order: its first message, then the stream
+    /// is dropped.
+    WatchOrder,
+    /// `AdminService/LookupOrder` naming the owner's order.
+    AdminLookupOrder,
+    /// `AdminService/SearchOrders` naming the owner as `target_user_id`.
+    AdminSearchOrders,
+    /// `AdminService/CancelAnyOrder` naming the owner's order.
+    AdminCancelAnyOrder,
 }
 
 /// Who makes the call.
@@ -132,7 +147,9 @@ const fn case(rpc: Rpc, caller: Caller, expected: Expected) -> Case {
 /// No request names a user: identity comes only from the access token, so every authenticated
 /// caller reaches its own data and nobody else's. That includes admins: these RPCs are
 /// owner-scoped, and an admin acts on another user only through AdminService, whose requests
-/// name the target explicitly and which nobody but an admin may call (its rows close the table).
+/// name the target explicitly and which nobody but an admin may call (its rows close each
+/// group). An order id names a resource but not whose it is: someone else's order is NOT_FOUND,
+/// exactly like one that does not exist, for an admin using the buyer's API too.
 const CASES: &[Case] = &[
     case(Rpc::GetAccount, Owner, ActsOn(Party::Owner)),
     case(Rpc::GetAccount, OtherUser, ActsOn(Party::OtherUser)),
@@ -246,20 +263,56 @@ const CASES: &[Case] = &[
         Refused(Code::Unauthenticated, "TOKEN_MISSING"),
     ),
     case(Rpc::AdminGrantSeller, Admin, ActsOn(Party::Owner)),
+    case(Rpc::GetOrder, Owner, ActsOn(Party::Owner)),
+    case(Rpc::GetOrder, OtherUser, NOT_THEIRS),
+    case(Rpc::GetOrder, Anonymous, NO_TOKEN),
+    case(Rpc::GetOrder, Admin, NOT_THEIRS),
+    case(Rpc::ListOrders, Owner, ActsOn(Party::Owner)),
+    case(Rpc::ListOrders, OtherUser, ActsOn(Party::OtherUser)),
+    case(Rpc::ListOrders, Anonymous, NO_TOKEN),
+    case(Rpc::ListOrders, Admin, ActsOn(Party::Admin)),
+    case(Rpc::CancelOrder, Owner, ActsOn(Party::Owner)),
+    case(Rpc::CancelOrder, OtherUser, NOT_THEIRS),
+    case(Rpc::CancelOrder, Anonymous, NO_TOKEN),
+    case(Rpc::CancelOrder, Admin, NOT_THEIRS),
+    case(Rpc::WatchOrder, Owner, ActsOn(Party::Owner)),
+    case(Rpc::WatchOrder, OtherUser, NOT_THEIRS),
+    case(Rpc::WatchOrder, Anonymous, NO_TOKEN),
+    case(Rpc::WatchOrder, Admin, NOT_THEIRS),
+    case(Rpc::AdminLookupOrder, Owner, NO_ROLE),
+    case(Rpc::AdminLookupOrder, OtherUser, NO_ROLE),
+    case(Rpc::AdminLookupOrder, Anonymous, NO_TOKEN),
+    case(Rpc::AdminLookupOrder, Admin, ActsOn(Party::Owner)),
+    case(Rpc::AdminSearchOrders, Owner, NO_ROLE),
+    case(Rpc::AdminSearchOrders, OtherUser, NO_ROLE),
+    case(Rpc::AdminSearchOrders, Anonymous, NO_TOKEN),
+    case(Rpc::AdminSearchOrders, Admin, ActsOn(Party::Owner)),
+    case(Rpc::AdminCancelAnyOrder, Owner, NO_ROLE),
+    case(Rpc::AdminCancelAnyOrder, OtherUser, NO_ROLE),
+    case(Rpc::AdminCancelAnyOrder, Anonymous, NO_TOKEN),
+    case(Rpc::AdminCancelAnyOrder, Admin, ActsOn(Party::Owner)),
 ];
+
+/// Another user's order, to anyone but its buyer.
+const NOT_THEIRS: Expected = Refused(Code::NotFound, "RESOURCE_NOT_FOUND");
+/// An admin RPC called without the role.
+const NO_ROLE: Expected = Refused(Code::PermissionDenied, "ROLE_REQUIRED");
+/// No access token.
+const NO_TOKEN: Expected = Refused(Code::Unauthenticated, "TOKEN_MISSING");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_caller_reaches_only_its_own_data_through_the_bff() {
-    let env = TestEnv::new().await.expect("user service resources");
-    let service = env.start(|_| {}).await.expect("user service starts");
-    let prefix = RedisPrefix::new();
-    let bff = TestBff::start(real_services_settings(&service, None, &prefix, &[])).await;
+    let services = Services::start().await;
+    let bff = services.bff(&[]).await;
     let channel = bff.channel().await;
+    // Every case orders one unit per user: stock for far more cases than the table has.
+    let sku_id = seed_sku(&services.products.grpc_uri(), 1_000).await;
     let clients = Clients {
         auth: bff::auth_service_client::AuthServiceClient::new(channel.clone()),
         accounts: bff::account_service_client::AccountServiceClient::new(channel.clone()),
+        orders: bff::order_service_client::OrderServiceClient::new(channel.clone()),
         admin: bff::admin_service_client::AdminServiceClient::new(channel),
-        observer: Observer::new(&service.grpc_uri()),
+        observer: Observer::new(&services.users.grpc_uri(), &services.order_uri(), sku_id),
     };
 
     let mut failures = Vec::new();
@@ -275,12 +328,13 @@ async fn every_caller_reaches_only_its_own_data_through_the_bff() {
     );
 
     drop(bff);
-    service.stop().await.expect("user service stops cleanly");
+    services.stop().await;
 }
 
 struct Clients {
     auth: bff::auth_service_client::AuthServiceClient<Channel>,
     accounts: bff::account_service_client::AccountServiceClient<Channel>,
+    orders: bff::order_service_client::OrderServiceClient<Channel>,
     admin: bff::admin_service_client::AdminServiceClient<Channel>,
     observer: Observer,
 }
@@ -362,6 +416,30 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
                         format!("answered {address:?}, {target:?}'s address is {seen:?}"),
                     );
                 }
+                Ok(Reply::Order(order)) => {
+                    let seen = if matches!(case.rpc, Rpc::CancelOrder | Rpc::AdminCancelAnyOrder) {
+                        &target_after.orders
+                    } else {
+                        &target_before.orders
+                    };
+                    let answered = OrderFacts::from(&order);
+                    expect(
+                        seen.as_slice() == [answered.clone()],
+                        format!("answered {answered:?}, {target:?}'s orders are {seen:?}"),
+                    );
+                    expect_buyer(&mut expect, case, world.member(target), &[order]);
+                }
+                Ok(Reply::Orders(orders)) => {
+                    let answered: Vec<OrderFacts> = orders.iter().map(OrderFacts::from).collect();
+                    expect(
+                        answered == target_before.orders,
+                        format!(
+                            "answered {answered:?}, {target:?}'s orders are {:?}",
+                            target_before.orders
+                        ),
+                    );
+                    expect_buyer(&mut expect, case, world.member(target), &orders);
+                }
                 Ok(Reply::Empty) => {}
             }
             for party in PARTIES.into_iter().filter(|party| *party != target) {
@@ -376,4 +454,31 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Admin views name the buyer of each order; the buyer's own views name nobody.
+fn expect_buyer(
+    expect: &mut impl FnMut(bool, String),
+    case: &Case,
+    target: &world::Member,
+    orders: &[bff::Order],
+) {
+    let admin_view = matches!(
+        case.rpc,
+        Rpc::AdminLookupOrder | Rpc::AdminSearchOrders | Rpc::AdminCancelAnyOrder
+    );
+    let wanted = if admin_view {
+        target.user_id.to_string()
+    } else {
+        String::new()
+    };
+    for order in orders {
+        expect(
+            order.buyer_user_id == wanted,
+            format!(
+                "order {} names buyer {:?}, expected {wanted:?}",
+                order.order_id, order.buyer_user_id
+            ),
+        );
+    }
 }

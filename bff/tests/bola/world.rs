@@ -1,11 +1,13 @@
-//! The users of one case (registered through the BFF, one made an admin) and what their data looks
-//! like, read and seeded on the user service directly.
+//! The users of one case (registered through the BFF, one made an admin, each with an order of
+//! their own) and what their data looks like, read and seeded on the user and order services
+//! directly.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mercato_platform::principal::{Principal, Role};
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
+use mercato_proto::mercato::order::v1 as order;
 use mercato_proto::mercato::user::v1 as user;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -33,6 +35,8 @@ pub(crate) struct Session {
 pub(crate) struct Member {
     pub(crate) user_id: Uuid,
     pub(crate) sessions: [Session; SESSIONS],
+    /// The one order this user placed.
+    pub(crate) order_id: String,
 }
 
 /// The users of one case.
@@ -42,7 +46,7 @@ pub(crate) struct World {
 
 impl World {
     /// Registers the three users through the BFF, makes one of them an admin, signs each in a
-    /// second time and saves a distinct shipping address for each.
+    /// second time, saves a distinct shipping address for each and places an order for each.
     pub(crate) async fn create(clients: &Clients, name: &str) -> Self {
         let mut auth = clients.auth.clone();
         let mut members = Vec::new();
@@ -87,7 +91,12 @@ impl World {
                 .observer
                 .save_address(user_id, &address(&format!("{party:?}'s own")), name)
                 .await;
-            members.push(Member { user_id, sessions });
+            let order_id = clients.observer.place_order(user_id, name).await;
+            members.push(Member {
+                user_id,
+                sessions,
+                order_id,
+            });
         }
         Self {
             members: members.try_into().expect("one member per party"),
@@ -150,31 +159,128 @@ impl From<&user::User> for Profile {
     }
 }
 
-/// One user's data as the user service holds it.
+/// The order fields a buyer may see and change (times left out: a change moves them; the
+/// history is summed up by the state and the reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OrderFacts {
+    order_id: String,
+    pub(crate) status: i32,
+    pub(crate) cancellation_reason: i32,
+    lines: Vec<(String, i64)>,
+    total: Option<common::Money>,
+}
+
+impl From<&bff::Order> for OrderFacts {
+    fn from(order: &bff::Order) -> Self {
+        Self {
+            order_id: order.order_id.clone(),
+            status: order.status,
+            cancellation_reason: order.cancellation_reason,
+            lines: order
+                .lines
+                .iter()
+                .map(|line| (line.sku_id.clone(), line.quantity))
+                .collect(),
+            total: order.total.clone(),
+        }
+    }
+}
+
+impl From<&order::Order> for OrderFacts {
+    fn from(order: &order::Order) -> Self {
+        Self {
+            order_id: order.order_id.clone(),
+            status: order.status,
+            cancellation_reason: order.cancellation_reason,
+            lines: order
+                .lines
+                .iter()
+                .map(|line| (line.sku_id.clone(), line.quantity))
+                .collect(),
+            total: order.total.clone(),
+        }
+    }
+}
+
+/// One user's data as the user and order services hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     pub(crate) account: Result<Profile, Code>,
     pub(crate) address: Result<common::PostalAddress, Code>,
     /// Whether each session can still be refreshed.
     pub(crate) sessions: [bool; SESSIONS],
+    /// The user's orders, newest first.
+    pub(crate) orders: Vec<OrderFacts>,
 }
 
-/// Reads and seeds users' data on the user service directly, as the BFF would forward it, so
-/// what a case observes does not depend on the BFF under test.
+/// Reads and seeds users' data on the user and order services directly, as the BFF would
+/// forward it, so what a case observes does not depend on the BFF under test.
 pub(crate) struct Observer {
     users: user::user_service_client::UserServiceClient<Channel>,
     auth: user::auth_service_client::AuthServiceClient<Channel>,
+    orders: order::order_service_client::OrderServiceClient<Channel>,
+    /// The SKU every seeded order buys.
+    sku_id: String,
 }
 
 impl Observer {
-    pub(crate) fn new(uri: &str) -> Self {
-        let channel = Channel::from_shared(uri.to_owned())
+    pub(crate) fn new(user_uri: &str, order_uri: &str, sku_id: String) -> Self {
+        let channel = Channel::from_shared(user_uri.to_owned())
             .expect("user service uri")
+            .connect_lazy();
+        let order_channel = Channel::from_shared(order_uri.to_owned())
+            .expect("order service uri")
             .connect_lazy();
         Self {
             users: user::user_service_client::UserServiceClient::new(channel.clone()),
             auth: user::auth_service_client::AuthServiceClient::new(channel),
+            orders: order::order_service_client::OrderServiceClient::new(order_channel),
+            sku_id,
         }
+    }
+
+    /// Places one order of one unit for `user_id`; its id.
+    async fn place_order(&self, user_id: Uuid, name: &str) -> String {
+        self.orders
+            .clone()
+            .create_order(as_user(
+                order::CreateOrderRequest {
+                    idempotency_key: Uuid::new_v4().to_string(),
+                    source: Some(order::create_order_request::Source::ExplicitLines(
+                        order::ExplicitLines {
+                            lines: vec![order::OrderLineInput {
+                                sku_id: self.sku_id.clone(),
+                                quantity: 1,
+                            }],
+                        },
+                    )),
+                    shipping_address: Some(address("Buyer")),
+                    payment_method: common::PaymentMethod::Sandbox.into(),
+                    user_coupon_id: String::new(),
+                    expected_total: None,
+                },
+                user_id,
+            ))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: placing an order: {status:?}"))
+            .into_inner()
+            .order
+            .expect("placed order")
+            .order_id
+    }
+
+    /// A user's orders, newest first.
+    async fn orders_of(&self, user_id: Uuid, name: &str) -> Vec<OrderFacts> {
+        self.orders
+            .clone()
+            .list_orders(as_user(order::ListOrdersRequest::default(), user_id))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: listing a user's orders: {status:?}"))
+            .into_inner()
+            .orders
+            .iter()
+            .map(OrderFacts::from)
+            .collect()
     }
 
     /// Every party's data. Checking a session refreshes it (the only way to see whether it is
@@ -200,10 +306,12 @@ impl Observer {
             for (alive, session) in sessions.iter_mut().zip(&mut member.sessions) {
                 *alive = self.refresh(session, name).await;
             }
+            let orders = self.orders_of(member.user_id, name).await;
             snapshots.push(Snapshot {
                 account,
                 address,
                 sessions,
+                orders,
             });
         }
         snapshots.try_into().expect("one snapshot per party")
