@@ -16,7 +16,7 @@ use crate::{Caller, Case, Clients, Party, Rpc};
 pub(crate) enum Reply {
     Account(bff::Account),
     Address(common::PostalAddress),
-    Order(bff::Order),
+    Order(Box<bff::Order>),
     Orders(Vec<bff::Order>),
     Empty,
 }
@@ -36,7 +36,7 @@ pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Resul
     let mut orders = clients.orders.clone();
     let owner_id = world.member(Party::Owner).user_id.to_string();
     let owners_order = world.member(Party::Owner).order_id.clone();
-    let order = |response: Option<bff::Order>| Reply::Order(response.unwrap_or_default());
+    let order = |response: Option<bff::Order>| Reply::Order(Box::new(response.unwrap_or_default()));
     match case.rpc {
         Rpc::GetAccount => accounts
             .get_account(as_caller(bff::GetAccountRequest {}, token))

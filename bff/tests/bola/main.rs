@@ -422,12 +422,12 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
                     } else {
                         &target_before.orders
                     };
-                    let answered = OrderFacts::from(&order);
+                    let answered = OrderFacts::from(order.as_ref());
                     expect(
                         seen.as_slice() == [answered.clone()],
                         format!("answered {answered:?}, {target:?}'s orders are {seen:?}"),
                     );
-                    expect_buyer(&mut expect, case, world.member(target), &[order]);
+                    expect_buyer(&mut expect, case, world.member(target), &[*order]);
                 }
                 Ok(Reply::Orders(orders)) => {
                     let answered: Vec<OrderFacts> = orders.iter().map(OrderFacts::from).collect();
