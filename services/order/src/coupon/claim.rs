@@ -95,13 +95,8 @@ async fn mark_sold_out(context: &OrderContext, campaign_id: Uuid, end_time: Date
     }
 }
 
-/// The refusal for a campaign that is not running at `now` (setting the marker when it is sold
-/// out), or `Ok` when it is.
-async fn refuse_unless_running(
-    context: &OrderContext,
-    campaign: &CampaignRow,
-    now: DateTime<Utc>,
-) -> Result<(), CouponError> {
+/// The refusal for a campaign that is not running at `now`, or `Ok` when it is.
+fn refuse_unless_running(campaign: &CampaignRow, now: DateTime<Utc>) -> Result<(), CouponError> {
     let state = rules::campaign_state(
         campaign.start_time,
         campaign.end_time,
@@ -111,10 +106,7 @@ async fn refuse_unless_running(
     );
     match state {
         CampaignState::Running => Ok(()),
-        CampaignState::SoldOut => {
-            mark_sold_out(context, campaign.campaign_id, campaign.end_time).await;
-            Err(CouponError::SoldOut(campaign.campaign_id.to_string()))
-        }
+        CampaignState::SoldOut => Err(CouponError::SoldOut(campaign.campaign_id.to_string())),
         CampaignState::Upcoming | CampaignState::Ended => Err(CouponError::CampaignNotActive {
             campaign_id: campaign.campaign_id.to_string(),
             start_time: campaign.start_time,
@@ -130,6 +122,22 @@ fn already_claimed(campaign_id: Uuid, held: Uuid) -> CouponError {
     }
 }
 
+/// What the database said, and the end of the campaign when it was seen sold out (so the marker
+/// can be set once the connection is back in the pool).
+struct Attempt {
+    outcome: Result<(UserCouponRow, Vec<HistoryRow>), CouponError>,
+    sold_out_until: Option<DateTime<Utc>>,
+}
+
+impl Attempt {
+    fn refused(error: CouponError) -> Self {
+        Self {
+            outcome: Err(error),
+            sold_out_until: None,
+        }
+    }
+}
+
 /// Claims one coupon of `campaign_id` for `user_id` (see the module docs). Returns the new user
 /// coupon with its history.
 pub async fn claim(
@@ -138,21 +146,46 @@ pub async fn claim(
     campaign_id: Uuid,
 ) -> Result<(UserCouponRow, Vec<HistoryRow>), CouponError> {
     let now = context.clock.now();
-    let mut conn = context.pool.acquire().await?;
+    // Redis is asked before a pooled connection is taken, so a slow Redis never holds one.
     if marked_sold_out(context, campaign_id, now).await {
+        let mut conn = context.pool.acquire().await?;
         return match store::held_coupon(&mut conn, campaign_id, user_id).await? {
             Some(held) => Err(already_claimed(campaign_id, held)),
             None => Err(CouponError::SoldOut(campaign_id.to_string())),
         };
     }
+    let attempt = match in_database(context, user_id, campaign_id, now).await {
+        Ok(attempt) => attempt,
+        Err(error) => Attempt::refused(error),
+    };
+    if let Some(end_time) = attempt.sold_out_until {
+        mark_sold_out(context, campaign_id, end_time).await;
+    }
+    attempt.outcome
+}
+
+/// The database part of a claim: the read that turns claims away early, then the transaction.
+async fn in_database(
+    context: &OrderContext,
+    user_id: Uuid,
+    campaign_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Attempt, CouponError> {
+    let mut conn = context.pool.acquire().await?;
     let view = store::claim_view(&mut conn, campaign_id, user_id)
         .await?
         .ok_or_else(|| CouponError::not_found("campaign", campaign_id))?;
     if let Some(held) = view.held {
-        return Err(already_claimed(campaign_id, held));
+        return Ok(Attempt::refused(already_claimed(campaign_id, held)));
     }
     let campaign = &view.campaign;
-    refuse_unless_running(context, campaign, now).await?;
+    if let Err(refusal) = refuse_unless_running(campaign, now) {
+        let sold_out = matches!(refusal, CouponError::SoldOut(_));
+        return Ok(Attempt {
+            outcome: Err(refusal),
+            sold_out_until: sold_out.then_some(campaign.end_time),
+        });
+    }
 
     let user_coupon_id = Uuid::now_v7();
     let new = NewUserCoupon {
@@ -176,7 +209,7 @@ pub async fn claim(
                     "a claim of campaign {campaign_id} conflicted with no coupon"
                 ))
             })?;
-        return Err(already_claimed(campaign_id, held));
+        return Ok(Attempt::refused(already_claimed(campaign_id, held)));
     }
     // Step 2: the conditional increment; from here to the commit this claim holds the row lock.
     let Some((issued, total)) = store::take_unit(&mut tx, campaign_id, now).await? else {
@@ -184,17 +217,27 @@ pub async fn claim(
         let campaign = store::find_campaign(&mut conn, campaign_id)
             .await?
             .ok_or_else(|| CouponError::not_found("campaign", campaign_id))?;
-        refuse_unless_running(context, &campaign, now).await?;
-        return Err(CouponError::Corrupt(format!(
-            "campaign {campaign_id} is running with units left but gave none"
-        )));
+        let refusal = refuse_unless_running(&campaign, now)
+            .err()
+            .unwrap_or_else(|| {
+                CouponError::Corrupt(format!(
+                    "campaign {campaign_id} is running with units left but gave none"
+                ))
+            });
+        let sold_out = matches!(refusal, CouponError::SoldOut(_));
+        return Ok(Attempt {
+            outcome: Err(refusal),
+            sold_out_until: sold_out.then_some(campaign.end_time),
+        });
     };
+    // Step 3.
     tx.commit().await?;
-    if issued >= total {
-        mark_sold_out(context, campaign_id, campaign.end_time).await;
-    }
     tracing::debug!(%campaign_id, issued, total, "coupon claimed");
-    store::user_coupon_with_history(&mut conn, user_coupon_id)
+    let claimed = store::user_coupon_with_history(&mut conn, user_coupon_id)
         .await?
-        .ok_or_else(|| CouponError::Corrupt(format!("claimed coupon {user_coupon_id} vanished")))
+        .ok_or_else(|| CouponError::Corrupt(format!("claimed coupon {user_coupon_id} vanished")));
+    Ok(Attempt {
+        outcome: claimed,
+        sold_out_until: (issued >= total).then_some(campaign.end_time),
+    })
 }

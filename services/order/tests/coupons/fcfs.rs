@@ -386,6 +386,16 @@ async fn claims_go_to_the_database_when_redis_is_down() {
     let campaign = coupons.api.running(&coupon.coupon_id, Utc::now(), 2).await;
 
     proxy.cut().await;
+    let mut redis = coupons.context().redis.clone();
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        redis.get::<_, Option<String>>(claim::marker_key(coupons.context(), Uuid::now_v7())),
+    )
+    .await;
+    assert!(
+        !matches!(probe, Ok(Ok(_))),
+        "the service's redis connection is cut"
+    );
     let started = Instant::now();
     for _ in 0..2 {
         coupons
