@@ -3,7 +3,8 @@
 //! first-come-first-served campaigns (`CouponService`).
 //!
 //! [`Application::build`] takes pre-bound listeners so tests start the service on port 0. The
-//! parts share an [`OrderContext`]; [`cart`] registers its gRPC service itself.
+//! parts share an [`OrderContext`]; [`cart`], [`order`] and [`coupon`] each register their gRPC
+//! service themselves.
 
 pub mod cart;
 pub mod clock;
@@ -183,6 +184,7 @@ impl Application {
         let server = GrpcServer::new(ServerOptions::internal(context.settings.common.limits))?;
         let server = cart::register(server, &context);
         let server = order::register(server, &context);
+        let server = coupon::register(server, &context);
         let grpc_task = shutdown.spawn(server.serve(grpc_listener, shutdown.wait_owned()));
         shutdown.spawn(probes::serve(
             http_listener,
@@ -191,6 +193,7 @@ impl Application {
         ));
         shutdown.spawn(relay.run(shutdown.token()));
         order::spawn_background(&context, &shutdown);
+        coupon::spawn_background(&context, &shutdown);
 
         shutdown.cancelled().await;
         let drained = shutdown.drain(context.settings.common.shutdown_grace).await;

@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::context::OrderContext;
+use crate::coupon::CouponError;
 use crate::order::error::OrderError;
 use crate::order::events::{ORDER_PAID, PAYMENT_FAILED};
 use crate::order::state::Command;
@@ -101,6 +102,8 @@ fn handler_error(err: OrderError) -> HandlerError {
     match err {
         OrderError::Database(db) => HandlerError::from(db),
         OrderError::Outbox(e) => HandlerError::retryable(e),
+        // Restoring the coupon met a database failure: as retryable as our own.
+        OrderError::Coupon(CouponError::Database(db)) => HandlerError::from(db),
         // The product service is not called here, so nothing else can heal by waiting.
         other @ (OrderError::Validation(_)
         | OrderError::DuplicateLine(_)
