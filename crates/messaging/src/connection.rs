@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Backoff, Error};
 
+/// How long [`Connector::close`] waits for the broker to confirm a close.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct ConnectionConfig {
@@ -158,13 +161,25 @@ impl Connector {
         }
     }
 
-    /// Closes the current connection, if any (normal close code 200).
+    /// Closes the current connection, if any (normal close code 200), waiting at most
+    /// [`CLOSE_TIMEOUT`]: a broker that stopped answering, or a reconnect attempt holding the
+    /// connection slot, must not hold up a service's shutdown. The socket goes with the
+    /// connection either way; the broker requeues what was unacknowledged.
     pub async fn close(&self) {
-        if let Some(connection) = self.inner.current.lock().await.take()
-            && connection.status().connected()
-            && let Err(error) = connection.close(200, "shutdown".into()).await
-        {
-            tracing::debug!(%error, "amqp connection close failed");
+        let close = async {
+            if let Some(connection) = self.inner.current.lock().await.take()
+                && connection.status().connected()
+                && let Err(error) = connection.close(200, "shutdown".into()).await
+            {
+                tracing::debug!(%error, "amqp connection close failed");
+            }
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+            tracing::warn!(
+                connection = %self.inner.config.connection_name,
+                timeout_ms = CLOSE_TIMEOUT.as_millis() as u64,
+                "amqp connection close timed out; dropping the connection"
+            );
         }
     }
 

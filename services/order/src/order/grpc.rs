@@ -400,8 +400,16 @@ impl OrderService for OrderGrpc {
     }
 }
 
+/// Ends a watch of a non-terminal order because this server stops: UNAVAILABLE tells the client
+/// to watch again (elsewhere), where a bare end of stream would read as OK, "the order is done".
+async fn ended_early(sender: &mpsc::Sender<Result<pb::WatchOrderResponse, Status>>) {
+    let status = Status::unavailable("the order service is stopping; watch the order again");
+    let _ = sender.send(Err(status)).await;
+}
+
 /// Feeds one watch stream: the current order, then the order after every change, a heartbeat
-/// when idle, until a terminal state, the client leaving, or the service stopping.
+/// when idle, until a terminal state (OK), the client leaving, or the service stopping
+/// (UNAVAILABLE).
 async fn stream_order(
     service: OrderGrpc,
     first: StoredOrder,
@@ -430,7 +438,7 @@ async fn stream_order(
         loop {
             let reread = tokio::select! {
                 () = sender.closed() => return,
-                () = stopped.cancelled() => return,
+                () = stopped.cancelled() => return ended_early(&sender).await,
                 () = &mut heartbeat => {
                     // Repeat the order as it is now (a heartbeat that is also a re-read).
                     if let Ok(order) = service.load(order_id, Some(owner)).await {
@@ -441,7 +449,7 @@ async fn stream_order(
                 change = changes.recv() => match change {
                     Ok(Change::Order(id)) => id == order_id,
                     Ok(Change::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => true,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => return ended_early(&sender).await,
                 },
             };
             if !reread {

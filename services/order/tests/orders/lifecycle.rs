@@ -397,3 +397,41 @@ async fn next(
         .await
         .expect("a message in time")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_cut_by_the_service_stopping_ends_unavailable_not_ok() {
+    let mut shop = Shop::start().await;
+    let mug = shop.sku(1_000, 10).await;
+    let buyer = Uuid::now_v7();
+    let order = shop.place(buyer, explicit(&key(), &[(&mug, 1)])).await;
+
+    let mut stream = shop
+        .orders
+        .clone()
+        .watch_order(as_buyer(
+            pb::WatchOrderRequest {
+                order_id: order.order_id.clone(),
+            },
+            buyer,
+        ))
+        .await
+        .expect("watching")
+        .into_inner();
+    let first = next(&mut stream).await.expect("a message").expect("ok");
+    assert_eq!(
+        first.order.map(|o| status_of(&o)),
+        Some(OrderStatus::Pending)
+    );
+
+    let service = shop.order.take().expect("order service running");
+    let stopping = tokio::spawn(service.stop());
+    let end = next(&mut stream)
+        .await
+        .expect("the stream ends with a status, not silently")
+        .expect_err("a pending order's watch cannot end OK");
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    stopping
+        .await
+        .expect("stop task")
+        .expect("the service stops cleanly");
+}
