@@ -13,6 +13,10 @@ CARGO ?= cargo
 BUF_VERSION := 1.75.0
 TOOLS_DIR := .cache/tools
 BUF := $(TOOLS_DIR)/node_modules/.bin/buf
+# localstripe (a stateful fake Stripe server) from PyPI, pinned, into a virtualenv beside it; the
+# Stripe adapter's tests (crates/stripe) start it on a free loopback port.
+LOCALSTRIPE_VERSION := 1.15.10
+LOCALSTRIPE_VENV := $(TOOLS_DIR)/localstripe
 
 # Where deployments/deps.sh finds or starts the servers; tests get matching URLs unless the caller
 # already set MERCATO_TEST_* itself.
@@ -33,7 +37,7 @@ export MERCATO_TEST_BROKER_RESTART_CMD ?= bash $(CURDIR)/deployments/deps.sh res
 # Runs a command as root: directly when we are root, through sudo otherwise.
 AS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps dev dev-stop web browser test bench lint fmt proto clean-test-dbs compose-config buf-cli node-cli nextest-cli
+.PHONY: help deps dev dev-stop web browser test bench lint fmt proto clean-test-dbs compose-config k8s-validate buf-cli node-cli nextest-cli localstripe
 
 help: ## list the targets
 	@printf 'usage: make <target>\n\n'
@@ -52,7 +56,7 @@ web: node-cli ## build the storefront SPA (bff/web/dist), which the BFF serves o
 dev-stop: ## stop what `make dev` started (servers that were already running stay up)
 	@bash deployments/dev.sh stop
 
-test: deps nextest-cli node-cli web browser ## deps, the storefront and chromium, then the whole test suite; serial_* tests run alone, last
+test: deps nextest-cli node-cli web browser localstripe ## deps, the storefront, chromium and localstripe, then the whole test suite; serial_* tests run alone, last
 	$(CARGO) nextest run --workspace --profile ci
 	$(CARGO) nextest run --workspace --profile serial --no-tests=pass
 
@@ -75,14 +79,20 @@ proto: buf-cli ## lint and compile the .proto files, then build the generated Ru
 clean-test-dbs: ## drop leftover test databases (mercato_test_*)
 	@bash deployments/deps.sh clean-test-dbs
 
-compose-config: ## validate docker-compose.yml (skipped without the compose plugin)
+compose-config: ## validate docker-compose.yml (installs Debian's docker-compose when no compose is present; no engine needed)
+	@if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then \
+		echo '==> installing docker-compose with apt (only to validate the file)'; \
+		$(AS_ROOT) apt-get update -qq; \
+		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose; \
+	fi
 	@if docker compose version >/dev/null 2>&1; then \
 		docker compose config -q && echo 'docker-compose.yml is valid (docker compose)'; \
-	elif command -v docker-compose >/dev/null 2>&1; then \
-		docker-compose config -q && echo 'docker-compose.yml is valid (docker-compose)'; \
 	else \
-		echo 'compose-config: skipped, this docker client has no compose plugin'; \
+		docker-compose config -q && echo 'docker-compose.yml is valid (docker-compose)'; \
 	fi
+
+k8s-validate: ## validate deployments/k8s against the Kubernetes schemas (kubernetes-validate from PyPI)
+	@bash deployments/k8s/validate.sh
 
 # Installs node and npm with apt when they are missing (buf comes from npm; the BFF's external
 # identity-provider tests run a mock OIDC provider under node).
@@ -107,6 +117,19 @@ buf-cli: node-cli
 		echo '==> installing buf $(BUF_VERSION) into $(TOOLS_DIR)'; \
 		mkdir -p $(TOOLS_DIR); \
 		npm install --prefix $(TOOLS_DIR) --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION); \
+	fi
+
+# Installs the pinned localstripe into its virtualenv (python3-venv with apt when venv is missing).
+localstripe:
+	@if [ "$$($(LOCALSTRIPE_VENV)/bin/python -m pip show localstripe 2>/dev/null | sed -n 's/^Version: //p')" != "$(LOCALSTRIPE_VERSION)" ]; then \
+		echo '==> installing localstripe $(LOCALSTRIPE_VERSION) into $(LOCALSTRIPE_VENV)'; \
+		if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then \
+			$(AS_ROOT) apt-get update -qq; \
+			$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; \
+		fi; \
+		rm -rf $(LOCALSTRIPE_VENV); \
+		python3 -m venv $(LOCALSTRIPE_VENV); \
+		$(LOCALSTRIPE_VENV)/bin/python -m pip install -q --disable-pip-version-check localstripe==$(LOCALSTRIPE_VERSION); \
 	fi
 
 nextest-cli:
