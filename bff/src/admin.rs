@@ -2,10 +2,13 @@
 //! here before any service is called; the user named by `target_user_id` is the one acted on,
 //! never the caller.
 //!
-//! Accounts and roles are served by the user service, products by the product service and
-//! orders by the order service (with the admin's own principal, so the order service records an
-//! admin cancellation as ADMIN_REQUESTED). The payment, coupon and shipment RPCs answer
-//! UNIMPLEMENTED until the services that own those resources serve them.
+//! Accounts and roles are served by the user service, products by the product service, orders
+//! and coupons by the order service (`OrderService` and `CouponService`, with the admin's own
+//! principal: the order service checks ROLE_ADMIN again, records an admin cancellation as
+//! ADMIN_REQUESTED and scopes the coupon idempotency keys to the admin). `IssueCoupon` checks
+//! with the user service that the receiving account exists before the coupon is issued. The
+//! payment and shipment RPCs answer UNIMPLEMENTED until the services that own those resources
+//! serve them.
 
 use mercato_platform::grpc::ClientChannel;
 use mercato_platform::principal::{self, Role};
@@ -13,13 +16,17 @@ use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::order::v1 as order;
 use mercato_proto::mercato::product::v1 as product;
 use mercato_proto::mercato::user::v1 as user;
+use order::coupon_service_client::CouponServiceClient;
 use order::order_service_client::OrderServiceClient;
 use product::product_service_client::ProductServiceClient;
 use tonic::{Request, Response, Status};
 use user::user_service_client::UserServiceClient;
 
 use crate::catalog::{product_from_input, public_product};
-use crate::error::{broken_contract, downstream};
+use crate::coupon::{
+    campaign_of, internal_campaign, internal_coupon, public_coupon, user_coupon_of,
+};
+use crate::error::{broken_contract, downstream, missing_field};
 use crate::grpc::account;
 use crate::order::{View, order_of, public_order};
 
@@ -29,6 +36,7 @@ pub struct AdminGrpc {
     users: UserServiceClient<ClientChannel>,
     products: ProductServiceClient<ClientChannel>,
     orders: OrderServiceClient<ClientChannel>,
+    coupons: CouponServiceClient<ClientChannel>,
 }
 
 impl AdminGrpc {
@@ -41,7 +49,8 @@ impl AdminGrpc {
         Self {
             users: UserServiceClient::new(user_channel),
             products: ProductServiceClient::new(product_channel),
-            orders: OrderServiceClient::new(order_channel),
+            orders: OrderServiceClient::new(order_channel.clone()),
+            coupons: CouponServiceClient::new(order_channel),
         }
     }
 }
@@ -54,6 +63,26 @@ fn not_served(rpc: &str, owner: &str) -> Status {
     Status::unimplemented(format!(
         "AdminService.{rpc} is served once the {owner} service provides it"
     ))
+}
+
+/// `target_user_id` of a request that must name an account: required and a UUID, checked here
+/// so the refusal names the public field (the services call it `user_id`).
+fn target_user(target_user_id: &str) -> Result<(), Status> {
+    if target_user_id.is_empty() {
+        return Err(missing_field("target_user_id"));
+    }
+    uuid::Uuid::parse_str(target_user_id)
+        .map(drop)
+        .map_err(|_| {
+            mercato_platform::error::invalid_argument(
+                "VALIDATION_FAILED",
+                "target_user_id must be a uuid",
+                [mercato_platform::error::field_violation(
+                    "target_user_id",
+                    "must be a uuid",
+                )],
+            )
+        })
 }
 
 fn user_of(user: Option<user::User>, what: &str) -> Result<bff::Account, Status> {
@@ -329,7 +358,27 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::CreateCouponRequest>,
     ) -> Result<Response<bff::CreateCouponResponse>, Status> {
         admin(&request)?;
-        Err(not_served("CreateCoupon", "order"))
+        let bff::CreateCouponRequest {
+            coupon,
+            idempotency_key,
+        } = request.into_inner();
+        let order::CreateCouponResponse { coupon } = self
+            .coupons
+            .clone()
+            .create_coupon(order::CreateCouponRequest {
+                coupon: coupon.map(internal_coupon),
+                idempotency_key,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::CreateCouponResponse {
+            coupon: Some(
+                coupon
+                    .map(public_coupon)
+                    .ok_or_else(|| broken_contract("CreateCouponResponse.coupon"))?,
+            ),
+        }))
     }
 
     async fn list_coupons(
@@ -337,7 +386,27 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::ListCouponsRequest>,
     ) -> Result<Response<bff::ListCouponsResponse>, Status> {
         admin(&request)?;
-        Err(not_served("ListCoupons", "order"))
+        let bff::ListCouponsRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let order::ListCouponsResponse {
+            coupons,
+            next_page_token,
+        } = self
+            .coupons
+            .clone()
+            .list_coupons(order::ListCouponsRequest {
+                page_size,
+                page_token,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::ListCouponsResponse {
+            coupons: coupons.into_iter().map(public_coupon).collect(),
+            next_page_token,
+        }))
     }
 
     async fn create_campaign(
@@ -345,7 +414,23 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::CreateCampaignRequest>,
     ) -> Result<Response<bff::CreateCampaignResponse>, Status> {
         admin(&request)?;
-        Err(not_served("CreateCampaign", "order"))
+        let bff::CreateCampaignRequest {
+            campaign,
+            idempotency_key,
+        } = request.into_inner();
+        let order::CreateCampaignResponse { campaign } = self
+            .coupons
+            .clone()
+            .create_campaign(order::CreateCampaignRequest {
+                campaign: campaign.map(internal_campaign),
+                idempotency_key,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::CreateCampaignResponse {
+            campaign: Some(campaign_of(campaign, "CreateCampaignResponse.campaign")?),
+        }))
     }
 
     async fn issue_coupon(
@@ -353,7 +438,39 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::IssueCouponRequest>,
     ) -> Result<Response<bff::IssueCouponResponse>, Status> {
         admin(&request)?;
-        Err(not_served("IssueCoupon", "order"))
+        let bff::IssueCouponRequest {
+            coupon_id,
+            target_user_id,
+            idempotency_key,
+        } = request.into_inner();
+        target_user(&target_user_id)?;
+        // The order service keeps no accounts: the receiving one must exist (a deleted account
+        // is NOT_FOUND too) before a coupon is issued to it.
+        self.users
+            .clone()
+            .get_user(user::GetUserRequest {
+                user_id: target_user_id.clone(),
+                show_deleted: false,
+            })
+            .await
+            .map_err(downstream)?;
+        let order::IssueCouponResponse { user_coupon } = self
+            .coupons
+            .clone()
+            .issue_coupon(order::IssueCouponRequest {
+                coupon_id,
+                user_id: target_user_id,
+                idempotency_key,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::IssueCouponResponse {
+            user_coupon: Some(user_coupon_of(
+                user_coupon,
+                "IssueCouponResponse.user_coupon",
+            )?),
+        }))
     }
 
     async fn list_shipments(

@@ -17,6 +17,7 @@ use mercato_proto::mercato::bff::v1::admin_service_server::AdminServiceServer;
 use mercato_proto::mercato::bff::v1::auth_service_server::AuthServiceServer;
 use mercato_proto::mercato::bff::v1::cart_service_server::CartServiceServer;
 use mercato_proto::mercato::bff::v1::catalog_service_server::CatalogServiceServer;
+use mercato_proto::mercato::bff::v1::coupon_service_server::CouponServiceServer;
 use mercato_proto::mercato::bff::v1::order_service_server::OrderServiceServer;
 use mercato_proto::mercato::bff::v1::seller_service_server::SellerServiceServer;
 use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
@@ -32,6 +33,7 @@ use crate::admin::AdminGrpc;
 use crate::assets::AssetsLayer;
 use crate::cart::CartGrpc;
 use crate::catalog::CatalogGrpc;
+use crate::coupon::CouponGrpc;
 use crate::edge::{EdgeLayer, EdgeState, REQUEST_ID_HEADER, TRACE_ID_HEADER};
 use crate::grpc::{AccountGrpc, AuthGrpc};
 use crate::jwt::Verifier;
@@ -188,6 +190,7 @@ impl Application {
             <CatalogServiceServer<CatalogGrpc> as NamedService>::NAME,
             <CartServiceServer<CartGrpc> as NamedService>::NAME,
             <OrderServiceServer<OrderGrpc> as NamedService>::NAME,
+            <CouponServiceServer<CouponGrpc> as NamedService>::NAME,
             <SellerServiceServer<SellerGrpc> as NamedService>::NAME,
             <AdminServiceServer<AdminGrpc> as NamedService>::NAME,
         ];
@@ -230,7 +233,7 @@ impl Application {
             )))
             .add_service(AccountServiceServer::new(AccountGrpc::new(channel.clone())))
             .add_service(AdminServiceServer::new(AdminGrpc::new(
-                channel,
+                channel.clone(),
                 product_channel.clone(),
                 order_channel.clone(),
             )))
@@ -239,8 +242,12 @@ impl Application {
             )))
             .add_service(SellerServiceServer::new(SellerGrpc::new(product_channel)))
             .add_service(CartServiceServer::new(CartGrpc::new(order_channel.clone())))
+            .add_service(CouponServiceServer::new(CouponGrpc::new(
+                order_channel.clone(),
+            )))
             .add_service(OrderServiceServer::new(OrderGrpc::new(
                 order_channel,
+                channel,
                 WatchPolicy {
                     max_duration: settings.watch_max_duration,
                     stopping: watches_stopping.clone(),

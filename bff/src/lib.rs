@@ -5,7 +5,8 @@
 //!
 //! Code map: [`app`] (the stack and server), [`edge`] (strip, request id, authenticate, rate
 //! limit), [`jwt`] (verification and the JWKS cache), [`rate_limit`] (GCRA in Redis),
-//! [`routes`] (the public allow-list and route classes), [`grpc`], [`catalog`], [`cart`], [`order`], [`seller`], [`admin`] (handlers), [`error`]
+//! [`routes`] (the public allow-list and route classes), [`grpc`], [`catalog`], [`cart`], [`order`], [`coupon`], [`seller`],
+//! [`admin`] (handlers), [`error`]
 //! (downstream status masking), [`settings`].
 
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod app;
 pub mod assets;
 pub mod cart;
 pub mod catalog;
+pub mod coupon;
 pub mod edge;
 pub mod error;
 pub mod grpc;

@@ -14,6 +14,15 @@
 //! `UNAVAILABLE` so the browser watches again (the first message of a new watch carries the
 //! latest state, so nothing is missed). A stream ends with OK only after a terminal state.
 //!
+//! `CreateOrder` without a shipping address ships to the caller's saved address: the BFF reads
+//! it from the user service and forwards the request with it filled in, so the order service
+//! stores (and fingerprints, for the idempotency key) the address the order really ships to. A
+//! caller with no saved address gets the order service's own refusal, `FAILED_PRECONDITION` /
+//! `SHIPPING_ADDRESS_REQUIRED`. Because the filled address is part of the request, replaying a
+//! key after the saved address changed is a different request: the order service answers
+//! `FAILED_PRECONDITION` / `IDEMPOTENCY_KEY_REUSED`, and the buyer checks out again under a new
+//! key.
+//!
 //! `GetOrderPayment` needs the payment service and answers UNIMPLEMENTED until it exists.
 
 use std::pin::Pin;
@@ -25,12 +34,15 @@ use mercato_platform::grpc::ClientChannel;
 use mercato_platform::principal::{self, Principal, Role};
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1::OrderStatus;
+use mercato_proto::mercato::common::v1::PostalAddress;
 use mercato_proto::mercato::order::v1 as order;
+use mercato_proto::mercato::user::v1 as user;
 use order::order_service_client::OrderServiceClient;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::Streaming;
 use tonic::{Request, Response, Status};
-use tonic_types::ErrorDetails;
+use tonic_types::{ErrorDetails, StatusExt as _};
+use user::user_service_client::UserServiceClient;
 
 use crate::error::{broken_contract, downstream};
 
@@ -48,17 +60,50 @@ pub struct WatchPolicy {
 #[derive(Debug, Clone)]
 pub struct OrderGrpc {
     orders: OrderServiceClient<ClientChannel>,
+    users: UserServiceClient<ClientChannel>,
     watch: WatchPolicy,
 }
 
 impl OrderGrpc {
-    /// The handler over an order-service channel.
-    pub fn new(channel: ClientChannel, watch: WatchPolicy) -> Self {
+    /// The handler over the order-service channel and the user-service channel (for the saved
+    /// shipping address).
+    pub fn new(
+        order_channel: ClientChannel,
+        user_channel: ClientChannel,
+        watch: WatchPolicy,
+    ) -> Self {
         Self {
-            orders: OrderServiceClient::new(channel),
+            orders: OrderServiceClient::new(order_channel),
+            users: UserServiceClient::new(user_channel),
             watch,
         }
     }
+
+    /// The buyer's saved shipping address, or `None` when they saved none (the order service
+    /// then refuses the checkout with its precise reason). Any other failure — the account
+    /// itself gone, the user service down — is the browser's answer.
+    async fn saved_address(&self, buyer: &Principal) -> Result<Option<PostalAddress>, Status> {
+        match self
+            .users
+            .clone()
+            .get_shipping_address(as_buyer(buyer, user::GetShippingAddressRequest {}))
+            .await
+        {
+            Ok(response) => Ok(response.into_inner().shipping_address),
+            Err(status) if no_saved_address(&status) => Ok(None),
+            Err(status) => Err(downstream(status)),
+        }
+    }
+}
+
+/// Whether the user service's refusal says the account has no shipping address (as opposed to
+/// the account not existing).
+fn no_saved_address(status: &Status) -> bool {
+    status.code() == tonic::Code::NotFound
+        && status
+            .get_error_details()
+            .resource_info()
+            .is_some_and(|info| info.resource_type == "shipping_address")
 }
 
 /// Whose orders an [`Order`](bff::Order) is shown to, which decides whether the buyer's id is
@@ -73,7 +118,7 @@ pub(crate) enum View {
 
 /// The caller as the order service sees them through this API: the token's user with every
 /// role but admin, so the order service scopes each call to the caller's own orders.
-fn buyer<T>(request: &Request<T>) -> Result<Principal, Status> {
+pub(crate) fn buyer<T>(request: &Request<T>) -> Result<Principal, Status> {
     let caller = principal::require_user(request)?;
     Ok(Principal::new(
         caller.user_id,
@@ -87,7 +132,7 @@ fn buyer<T>(request: &Request<T>) -> Result<Principal, Status> {
 
 /// `message` as a call made for `buyer` (an explicit principal wins over the task's current
 /// one in the outbound channel).
-fn as_buyer<T>(buyer: &Principal, message: T) -> Request<T> {
+pub(crate) fn as_buyer<T>(buyer: &Principal, message: T) -> Request<T> {
     let mut request = Request::new(message);
     buyer.write_metadata(request.metadata_mut());
     request
@@ -347,6 +392,10 @@ impl bff::order_service_server::OrderService for OrderGrpc {
             user_coupon_id,
             expected_total,
         } = request.into_inner();
+        let shipping_address = match shipping_address {
+            Some(given) => Some(given),
+            None => self.saved_address(&buyer).await?,
+        };
         let response = self
             .orders
             .clone()

@@ -105,6 +105,11 @@ mod tests {
     #[test]
     fn only_campaign_reads_of_the_coupon_service_are_public() {
         assert!(route("/mercato.bff.v1.CouponService/ListCampaigns").public);
+        assert!(route("/mercato.bff.v1.CouponService/GetCampaign").public);
+        assert_eq!(
+            route("/mercato.bff.v1.CouponService/ClaimCoupon").class,
+            RouteClass::Write
+        );
         assert!(!route("/mercato.bff.v1.CouponService/ClaimCoupon").public);
         assert!(!route("/mercato.bff.v1.CouponService/ListMyCoupons").public);
     }
