@@ -12,7 +12,9 @@
 //! upstream's first read), never a flowing stream; what bounds a stream instead is
 //! [`WatchPolicy`]: its maximum duration and the BFF's shutdown, both ending it with
 //! `UNAVAILABLE` so the browser watches again (the first message of a new watch carries the
-//! latest state, so nothing is missed). A stream ends with OK only after a terminal state.
+//! latest state, so nothing is missed). A stream ends with OK only after a terminal state; the
+//! order service ending it earlier (with OK, or `UNAVAILABLE` as it stops or its connection is
+//! lost) ends it with the same retry-at-once `UNAVAILABLE`.
 //!
 //! `CreateOrder` without a shipping address ships to the caller's saved address: the BFF reads
 //! it from the user service and forwards the request with it filled in, so the order service
@@ -325,6 +327,18 @@ fn watch_ended(why: &str) -> Status {
     )
 }
 
+/// The status a watch ends with when the order service's stream fails. `UNAVAILABLE` — the
+/// order service stopping (it says so before a terminal state) or its connection lost — means
+/// the same to the browser as the service ending the stream: watch again at once. Anything else
+/// is masked as usual.
+fn upstream_ended(status: Status) -> Status {
+    if status.code() == tonic::Code::Unavailable {
+        tracing::info!(error = status.message(), "the order service ended a watch");
+        return watch_ended("the order service ended the watch");
+    }
+    downstream(status)
+}
+
 /// One forwarded watch: the upstream stream and what may end it early.
 struct Watching {
     upstream: Streaming<order::WatchOrderResponse>,
@@ -342,7 +356,7 @@ async fn next_message(watching: &mut Watching) -> Result<Option<bff::WatchOrderR
         biased;
         () = watching.stopping.cancelled() => Err(watch_ended("the server is shutting down")),
         () = &mut watching.deadline => Err(watch_ended("the watch reached its maximum duration")),
-        message = watching.upstream.message() => match message.map_err(downstream)? {
+        message = watching.upstream.message() => match message.map_err(upstream_ended)? {
             Some(order::WatchOrderResponse { order }) => {
                 let order = order_of(order, View::Buyer, "WatchOrderResponse.order")?;
                 watching.terminal = is_terminal(order.status);

@@ -1,6 +1,6 @@
 //! Checkout and the buyer's orders through the BFF, against the real user, product and order
-//! services: explicit and cart checkouts with request-bound idempotency keys, history, detail,
-//! cancellation, and `WatchOrder` over gRPC and gRPC-Web — including how a stream relates to the
+//! services: explicit and cart checkouts with request-bound idempotency keys, the saved shipping
+//! address as the default, history, detail, cancellation, and `WatchOrder` over gRPC and gRPC-Web — including how a stream relates to the
 //! unary request timeout, its maximum duration, the BFF's shutdown, the order service going
 //! away and the browser leaving. Refused calls never reach the order service.
 
@@ -19,8 +19,8 @@ use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::order::v1 as order;
 use prost::Message as _;
 use support::{
-    FakeUsers, JwksServer, RedisPrefix, SKU_PRICE, Services, TestKey, claims, reason, seed_sku,
-    settings, shipping_address, sign_up, with_token,
+    FakeUsers, JwksServer, RedisPrefix, SKU_PRICE, Services, TestKey, claims, counting_listener,
+    reason, seed_sku, settings, shipping_address, sign_up, violated_fields, with_token,
 };
 use tokio::net::TcpListener;
 use tonic::codec::Streaming;
@@ -71,20 +71,6 @@ fn from_cart(key: &str) -> bff::CreateOrderRequest {
         )),
         ..explicit(key, &[])
     }
-}
-
-/// The fields named by a status's `BadRequest` details.
-fn violated_fields(status: &Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .iter()
-                .map(|violation| violation.field.clone())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn place(orders: &mut Orders, token: &str, sku: &str) -> bff::Order {
@@ -380,6 +366,131 @@ async fn bad_checkouts_are_refused_naming_the_field() {
         .into_inner()
         .orders;
     assert!(history.is_empty(), "no refused checkout created an order");
+
+    drop(bff);
+    services.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_without_an_address_ships_to_the_saved_one_or_is_refused_precisely() {
+    let services = Services::start().await;
+    let bff = services.bff(&[]).await;
+    let channel = bff.channel().await;
+    let mut auth = bff::auth_service_client::AuthServiceClient::new(channel.clone());
+    let mut accounts = bff::account_service_client::AccountServiceClient::new(channel.clone());
+    let mut orders = Orders::new(channel);
+    let sku = seed_sku(&services.products.grpc_uri(), 10).await;
+    let buyer = sign_up(&mut auth).await;
+    let without_address = |key: &str| bff::CreateOrderRequest {
+        shipping_address: None,
+        ..explicit(key, &[(&sku, 1)])
+    };
+
+    // Nothing saved: the order service's own refusal, and no order.
+    let key = Uuid::new_v4().to_string();
+    let refused = orders
+        .create_order(with_token(without_address(&key), &buyer))
+        .await
+        .expect_err("no address given and none saved");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(reason(&refused), "SHIPPING_ADDRESS_REQUIRED");
+    assert_eq!(
+        refused
+            .get_error_details()
+            .precondition_failure()
+            .map(|failure| failure.violations[0].subject.clone()),
+        Some("shipping_address".to_owned())
+    );
+    let history = orders
+        .list_orders(with_token(bff::ListOrdersRequest::default(), &buyer))
+        .await
+        .expect("history")
+        .into_inner()
+        .orders;
+    assert!(history.is_empty(), "the refused checkout wrote nothing");
+
+    // Saved: the order ships there, and the same key and body replay it.
+    let saved = shipping_address("Saved recipient");
+    accounts
+        .update_shipping_address(with_token(
+            bff::UpdateShippingAddressRequest {
+                shipping_address: Some(saved.clone()),
+                update_mask: None,
+            },
+            &buyer,
+        ))
+        .await
+        .expect("address saved");
+    let created = orders
+        .create_order(with_token(without_address(&key), &buyer))
+        .await
+        .expect("checkout to the saved address")
+        .into_inner();
+    assert!(!created.replayed, "the refusal left the key unbound");
+    let placed = created.order.expect("order");
+    assert_eq!(placed.shipping_address.as_ref(), Some(&saved));
+    let replay = orders
+        .create_order(with_token(without_address(&key), &buyer))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert!(replay.replayed);
+    assert_eq!(replay.order.as_ref(), Some(&placed));
+    // Sending the saved address explicitly is the same request.
+    let explicit_replay = orders
+        .create_order(with_token(
+            bff::CreateOrderRequest {
+                shipping_address: Some(saved.clone()),
+                ..without_address(&key)
+            },
+            &buyer,
+        ))
+        .await
+        .expect("replay with the address spelled out")
+        .into_inner();
+    assert!(explicit_replay.replayed);
+
+    // An address in the request wins over the saved one.
+    let given = shipping_address("Given recipient");
+    let elsewhere = orders
+        .create_order(with_token(
+            bff::CreateOrderRequest {
+                shipping_address: Some(given.clone()),
+                ..without_address(&Uuid::new_v4().to_string())
+            },
+            &buyer,
+        ))
+        .await
+        .expect("checkout to a given address")
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(elsewhere.shipping_address, Some(given));
+
+    // The saved address changed: replaying the first key is another request now.
+    accounts
+        .update_shipping_address(with_token(
+            bff::UpdateShippingAddressRequest {
+                shipping_address: Some(shipping_address("Moved recipient")),
+                update_mask: None,
+            },
+            &buyer,
+        ))
+        .await
+        .expect("address changed");
+    let reused = orders
+        .create_order(with_token(without_address(&key), &buyer))
+        .await
+        .expect_err("the filled address is part of the request");
+    assert_eq!(reused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&reused), "IDEMPOTENCY_KEY_REUSED");
+    let history = orders
+        .list_orders(with_token(bff::ListOrdersRequest::default(), &buyer))
+        .await
+        .expect("history")
+        .into_inner()
+        .orders;
+    assert_eq!(history, vec![elsewhere, placed]);
 
     drop(bff);
     services.stop().await;
@@ -794,23 +905,6 @@ async fn a_browser_leaving_a_watch_ends_the_order_services_stream() {
     drop(bff);
     server.abort();
     services.stop().await;
-}
-
-/// A stand-in for the order service that only counts the connections it is offered.
-async fn counting_listener() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind counting listener");
-    let uri = format!("http://{}", listener.local_addr().expect("listener addr"));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            drop(socket);
-        }
-    });
-    (uri, accepted)
 }
 
 #[tokio::test]

@@ -852,3 +852,88 @@ pub fn shipping_address(recipient: &str) -> mercato_proto::mercato::common::v1::
         phone_number: "09012345678".to_owned(),
     }
 }
+
+/// Registers a fresh user through the BFF, grants them the admin role on the user service (as
+/// an internal admin would) and signs them in again, so the returned access token carries the
+/// role.
+pub async fn sign_up_admin(
+    auth: &mut mercato_proto::mercato::bff::v1::auth_service_client::AuthServiceClient<
+        tonic::transport::Channel,
+    >,
+    user_uri: &str,
+) -> String {
+    use mercato_platform::principal::{Principal, Role};
+    use mercato_proto::mercato::bff::v1 as bff;
+    use mercato_proto::mercato::common::v1 as common;
+
+    let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+    let password = "correct horse battery";
+    let user_id = auth
+        .register(bff::RegisterRequest {
+            email: email.clone(),
+            password: password.to_owned(),
+            display_name: "Admin".to_owned(),
+        })
+        .await
+        .expect("admin registers")
+        .into_inner()
+        .account
+        .expect("account")
+        .user_id;
+    let channel = tonic::transport::Channel::from_shared(user_uri.to_owned())
+        .expect("user uri")
+        .connect_lazy();
+    let mut grant = Request::new(user::GrantRoleRequest {
+        user_id,
+        role: common::Role::Admin.into(),
+    });
+    Principal::new(uuid::Uuid::new_v4(), [Role::Buyer, Role::Admin])
+        .write_metadata(grant.metadata_mut());
+    user::user_service_client::UserServiceClient::new(channel)
+        .grant_role(grant)
+        .await
+        .expect("admin role granted");
+    auth.login(bff::LoginRequest {
+        email,
+        password: password.to_owned(),
+    })
+    .await
+    .expect("admin signs in again")
+    .into_inner()
+    .tokens
+    .expect("tokens")
+    .access_token
+}
+
+/// The fields named by a status's `BadRequest` details.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|violation| violation.field.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A stand-in for an internal service that only counts the connections it is offered: its URI
+/// and the count.
+pub async fn counting_listener() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind counting listener");
+    let uri = format!("http://{}", listener.local_addr().expect("listener addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (uri, accepted)
+}
