@@ -140,6 +140,9 @@ pub struct WalletSettings {
     /// `WALLET_MAX_BALANCE`: the most points a wallet may hold after a charge, 1 to 10^12
     /// (default 10,000,000).
     pub max_balance: i64,
+    /// `WALLET_LOCK_TIMEOUT_MS`: how long a charge waits for the wallet's row lock before the
+    /// attempt fails and is retried (up to 3 times, then ABORTED), 10-60,000 ms (default 5,000).
+    pub lock_timeout: std::time::Duration,
 }
 
 /// The most points one ChargePoints call may add (the contract's limit).
@@ -149,6 +152,7 @@ impl Default for WalletSettings {
     fn default() -> Self {
         Self {
             max_balance: 10_000_000,
+            lock_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -157,10 +161,17 @@ impl WalletSettings {
     /// Reads the wallet settings (problems are recorded in `reader`).
     pub fn read(reader: &Reader<'_>) -> Option<Self> {
         let max = reader.with_default("WALLET_MAX_BALANCE", Self::default().max_balance);
+        let lock = reader.with_default("WALLET_LOCK_TIMEOUT_MS", 5_000_u64);
         if max.is_some_and(|m| !(1..=1_000_000_000_000).contains(&m)) {
             reader.invalid("WALLET_MAX_BALANCE", "must be between 1 and 1000000000000");
         }
-        Some(Self { max_balance: max? })
+        if lock.is_some_and(|l| !(10..=60_000).contains(&l)) {
+            reader.invalid("WALLET_LOCK_TIMEOUT_MS", "must be between 10 and 60000");
+        }
+        Some(Self {
+            max_balance: max?,
+            lock_timeout: std::time::Duration::from_millis(lock?),
+        })
     }
 }
 

@@ -141,7 +141,7 @@ impl WalletService for WalletGrpc {
         let (row, entry) = wallet::charge(
             &self.context.pool,
             &charge,
-            self.context.settings.wallet.max_balance,
+            &self.context.settings.wallet,
             self.context.clock.now(),
         )
         .await?;

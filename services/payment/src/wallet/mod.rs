@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::error::{PaymentError, is_retryable_database};
 use crate::payments::store::{PageToken, filter_hash};
+use crate::settings::WalletSettings;
 
 /// How many times a wallet write is retried after a lock or serialization conflict.
 pub const MAX_RETRIES: u32 = 3;
@@ -193,11 +194,18 @@ pub struct Charge {
 pub async fn charge(
     pool: &PgPool,
     charge: &Charge,
-    max_balance: i64,
+    settings: &WalletSettings,
     now: DateTime<Utc>,
 ) -> Result<(WalletRow, EntryRow), PaymentError> {
+    let max_balance = settings.max_balance;
+    // A bounded wait for the wallet lock turns a stuck holder into a retryable 55P03.
+    let lock_timeout = format!("{}ms", settings.lock_timeout.as_millis().max(1));
     with_retries(|| async {
         let mut tx = pool.begin().await?;
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(&lock_timeout)
+            .execute(&mut *tx)
+            .await?;
         let wallet = lock(&mut tx, charge.user_id).await?;
         let existing = sqlx::query_as::<_, EntryRow>(
             "SELECT * FROM ledger_entries \

@@ -486,3 +486,48 @@ async fn ledger_history_pages_newest_first_with_tokens_bound_to_the_filter() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_that_keeps_meeting_a_locked_wallet_is_retried_then_aborted_and_writes_nothing() {
+    let shop = Shop::start_with(|settings| {
+        settings.wallet.lock_timeout = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let user = Uuid::now_v7();
+    shop.charge(user, 100).await;
+    let attempts_before: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_entries")
+        .fetch_one(shop.pool())
+        .await
+        .expect("count");
+
+    // Another transaction holds the wallet for the whole call.
+    let mut holder = shop.pool().begin().await.expect("transaction");
+    sqlx::query("SELECT 1 FROM wallets WHERE user_id = $1 FOR UPDATE")
+        .bind(user)
+        .execute(&mut *holder)
+        .await
+        .expect("wallet locked");
+    let error = charge(&shop, user, yen(50), "retry-key")
+        .await
+        .expect_err("the wallet stays locked");
+    assert_eq!(
+        reason(&error),
+        (Code::Aborted, "IDEMPOTENT_REQUEST_IN_PROGRESS".to_owned())
+    );
+    holder.rollback().await.expect("lock released");
+    assert_eq!(
+        ledger_count(&shop).await,
+        attempts_before,
+        "nothing written"
+    );
+
+    // The same key then succeeds once.
+    let done = charge(&shop, user, yen(50), "retry-key")
+        .await
+        .expect("charged");
+    assert_eq!(
+        done.wallet.and_then(|w| w.balance).map(|m| m.amount_minor),
+        Some(150)
+    );
+    shop.assert_ledgers_consistent().await;
+}
