@@ -8,7 +8,9 @@ use mercato_proto::mercato::common::v1 as common;
 use tonic::{Code, Request, Status};
 
 use crate::support::with_token;
-use crate::world::{REGISTERED, SESSIONS, SIGNED_IN, Snapshot, World};
+use crate::world::{
+    HeldCoupon, Observer, OrderFacts, REGISTERED, SESSIONS, SIGNED_IN, Shop, Snapshot, World,
+};
 use crate::{Caller, Case, Clients, Party, Rpc};
 
 /// What an RPC answered, reduced to what the checks compare.
@@ -18,6 +20,12 @@ pub(crate) enum Reply {
     Address(common::PostalAddress),
     Order(Box<bff::Order>),
     Orders(Vec<bff::Order>),
+    UserCoupon(bff::UserCoupon),
+    UserCoupons(Vec<bff::UserCoupon>),
+    Coupon(bff::Coupon),
+    Coupons(Vec<bff::Coupon>),
+    Campaign(bff::CouponCampaign),
+    Campaigns(Vec<bff::CouponCampaign>),
     Empty,
 }
 
@@ -34,6 +42,8 @@ pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Resul
     let mut accounts = clients.accounts.clone();
     let mut admin = clients.admin.clone();
     let mut orders = clients.orders.clone();
+    let mut coupons = clients.coupons.clone();
+    let observer = &clients.observer;
     let owner_id = world.member(Party::Owner).user_id.to_string();
     let owners_order = world.member(Party::Owner).order_id.clone();
     let order = |response: Option<bff::Order>| Reply::Order(Box::new(response.unwrap_or_default()));
@@ -181,14 +191,179 @@ pub(crate) async fn call(clients: &Clients, world: &World, case: &Case) -> Resul
             ))
             .await
             .map(|response| order(response.into_inner().order)),
+        Rpc::CreateOrderToSavedAddress => orders
+            .create_order(as_caller(
+                bff::CreateOrderRequest {
+                    idempotency_key: uuid::Uuid::new_v4().to_string(),
+                    source: Some(bff::create_order_request::Source::ExplicitLines(
+                        bff::ExplicitLines {
+                            lines: vec![bff::OrderLineInput {
+                                sku_id: observer.sku_id.clone(),
+                                quantity: 1,
+                            }],
+                        },
+                    )),
+                    shipping_address: None,
+                    payment_method: common::PaymentMethod::Sandbox.into(),
+                    user_coupon_id: String::new(),
+                    expected_total: None,
+                },
+                token,
+            ))
+            .await
+            .map(|response| order(response.into_inner().order)),
+        Rpc::ListCampaigns => coupons
+            .list_campaigns(as_caller(
+                bff::ListCampaignsRequest {
+                    page_size: 100,
+                    page_token: String::new(),
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Campaigns(response.into_inner().campaigns)),
+        Rpc::GetCampaign => coupons
+            .get_campaign(as_caller(
+                bff::GetCampaignRequest {
+                    campaign_id: observer.campaign_id.clone(),
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Campaign(response.into_inner().campaign.unwrap_or_default())),
+        Rpc::ClaimCoupon => coupons
+            .claim_coupon(as_caller(
+                bff::ClaimCouponRequest {
+                    campaign_id: observer.campaign_id.clone(),
+                },
+                token,
+            ))
+            .await
+            .map(|response| {
+                Reply::UserCoupon(response.into_inner().user_coupon.unwrap_or_default())
+            }),
+        Rpc::ListMyCoupons => coupons
+            .list_my_coupons(as_caller(
+                bff::ListMyCouponsRequest {
+                    page_size: 100,
+                    ..bff::ListMyCouponsRequest::default()
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::UserCoupons(response.into_inner().user_coupons)),
+        Rpc::AdminCreateCoupon => admin
+            .create_coupon(as_caller(
+                bff::CreateCouponRequest {
+                    coupon: Some(bff::Coupon {
+                        name: format!("created by {:?}", case.caller),
+                        kind: common::CouponKind::Percent.into(),
+                        percent_off: 10,
+                        validity_days: 7,
+                        ..bff::Coupon::default()
+                    }),
+                    idempotency_key: uuid::Uuid::new_v4().to_string(),
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Coupon(response.into_inner().coupon.unwrap_or_default())),
+        Rpc::AdminListCoupons => admin
+            .list_coupons(as_caller(
+                bff::ListCouponsRequest {
+                    page_size: 100,
+                    page_token: String::new(),
+                },
+                token,
+            ))
+            .await
+            .map(|response| Reply::Coupons(response.into_inner().coupons)),
+        Rpc::AdminCreateCampaign => {
+            let now = std::time::SystemTime::now();
+            admin
+                .create_campaign(as_caller(
+                    bff::CreateCampaignRequest {
+                        campaign: Some(bff::CouponCampaign {
+                            coupon_id: observer.coupon_id.clone(),
+                            name: format!("created by {:?}", case.caller),
+                            start_time: Some(now.into()),
+                            end_time: Some((now + std::time::Duration::from_secs(7_200)).into()),
+                            total_quantity: 5,
+                            ..bff::CouponCampaign::default()
+                        }),
+                        idempotency_key: uuid::Uuid::new_v4().to_string(),
+                    },
+                    token,
+                ))
+                .await
+                .map(|response| Reply::Campaign(response.into_inner().campaign.unwrap_or_default()))
+        }
+        Rpc::AdminIssueCoupon => admin
+            .issue_coupon(as_caller(
+                bff::IssueCouponRequest {
+                    coupon_id: observer.coupon_id.clone(),
+                    target_user_id: owner_id,
+                    idempotency_key: uuid::Uuid::new_v4().to_string(),
+                },
+                token,
+            ))
+            .await
+            .map(|response| {
+                Reply::UserCoupon(response.into_inner().user_coupon.unwrap_or_default())
+            }),
     }
 }
 
 impl Rpc {
-    /// What the data of the party the call acts on must look like afterwards.
-    pub(crate) fn effect(self, caller: Caller, before: &Snapshot) -> Snapshot {
+    /// What the data of the party the call acts on must look like afterwards. What a create
+    /// made up (the new order's or coupon's id) is taken from its `reply`; the rest is what
+    /// the table knows.
+    pub(crate) fn effect(
+        self,
+        caller: Caller,
+        before: &Snapshot,
+        reply: Option<&Reply>,
+        observer: &Observer,
+    ) -> Snapshot {
         let mut after = before.clone();
         match self {
+            Self::CreateOrderToSavedAddress => {
+                let order_id = match reply {
+                    Some(Reply::Order(order)) => order.order_id.clone(),
+                    _ => String::new(),
+                };
+                // Shipped to the party's own saved address, whoever else's exists.
+                if let Ok(saved) = &before.address {
+                    after.orders.insert(
+                        0,
+                        OrderFacts::placed(&order_id, &observer.sku_id, saved.clone()),
+                    );
+                }
+            }
+            Self::ClaimCoupon | Self::AdminIssueCoupon => {
+                let user_coupon_id = match reply {
+                    Some(Reply::UserCoupon(held)) => held.user_coupon_id.clone(),
+                    _ => String::new(),
+                };
+                after.coupons.push(HeldCoupon {
+                    user_coupon_id,
+                    coupon_id: observer.coupon_id.clone(),
+                    campaign_id: if self == Self::ClaimCoupon {
+                        observer.campaign_id.clone()
+                    } else {
+                        String::new()
+                    },
+                    status: common::UserCouponStatus::Available.into(),
+                    order_id: String::new(),
+                });
+                after.coupons.sort();
+            }
+            Self::ListCampaigns
+            | Self::GetCampaign
+            | Self::ListMyCoupons
+            | Self::AdminCreateCoupon
+            | Self::AdminListCoupons
+            | Self::AdminCreateCampaign => {}
             Self::GetAccount
             | Self::GetShippingAddress
             | Self::AdminGetUser
@@ -230,6 +405,34 @@ impl Rpc {
                 after.sessions[REGISTERED] = false;
             }
             Self::LogoutAllSessions => after.sessions = [false; SESSIONS],
+        }
+        after
+    }
+}
+
+impl Rpc {
+    /// What the shop's coupons and campaigns must look like after a successful call.
+    pub(crate) fn shop_effect(self, observer: &Observer, before: &Shop, reply: &Reply) -> Shop {
+        let mut after = before.clone();
+        match (self, reply) {
+            (Self::ClaimCoupon, _) => {
+                for campaign in &mut after.campaigns {
+                    if campaign.campaign_id == observer.campaign_id {
+                        campaign.remaining_quantity -= 1;
+                    }
+                }
+            }
+            (Self::AdminCreateCoupon, Reply::Coupon(coupon)) => {
+                after
+                    .coupons
+                    .push((coupon.coupon_id.clone(), coupon.name.clone()));
+                after.coupons.sort();
+            }
+            (Self::AdminCreateCampaign, Reply::Campaign(campaign)) => {
+                after.campaigns.push(campaign.into());
+                after.campaigns.sort();
+            }
+            _ => {}
         }
         after
     }

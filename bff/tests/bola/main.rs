@@ -1,9 +1,10 @@
 //! BOLA (broken object-level authorization) through the BFF, table-driven: every public RPC that
 //! touches user-owned data, called by the owner, another user, an anonymous caller and an admin,
 //! against the real user, product and order services. Each case gets fresh users, each with an
-//! order of their own; what every user's data looks like is read straight from the user and order
-//! services before and after the call, so a case passes only if the call touched exactly the data
-//! it should have and nothing else.
+//! order and a coupon of their own; what every user's data looks like, and the shop's coupon
+//! definitions and campaigns, are read straight from the user and order services before and
+//! after the call, so a case passes only if the call touched exactly the data it should have and
+//! nothing else.
 //!
 //! Later RPCs that touch user-owned data (carts, orders, wallets, ...) extend [`CASES`] with a
 //! row per caller, plus an [`Rpc`] variant saying how to call it and what it changes.
@@ -20,9 +21,9 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use Caller::{Admin, Anonymous, OtherUser, Owner};
-use Expected::{ActsOn, Refused};
+use Expected::{ActsOn, OnShop, Refused};
 use call::{Reply, call};
-use world::{Observer, OrderFacts, Profile, World};
+use world::{CampaignFacts, HeldCoupon, Observer, OrderFacts, Profile, Shop, World};
 
 /// An RPC under test, with the arguments the table gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,25 @@ enum Rpc {
     AdminSearchOrders,
     /// `AdminService/CancelAnyOrder` naming the owner's order.
     AdminCancelAnyOrder,
+    /// `OrderService/CreateOrder` without a shipping address: it ships to the caller's saved
+    /// one.
+    CreateOrderToSavedAddress,
+    /// `CouponService/ListCampaigns` (public).
+    ListCampaigns,
+    /// `CouponService/GetCampaign` naming the shared campaign (public).
+    GetCampaign,
+    /// `CouponService/ClaimCoupon` from the shared campaign.
+    ClaimCoupon,
+    /// `CouponService/ListMyCoupons` (no filters).
+    ListMyCoupons,
+    /// `AdminService/CreateCoupon` of a new definition.
+    AdminCreateCoupon,
+    /// `AdminService/ListCoupons`.
+    AdminListCoupons,
+    /// `AdminService/CreateCampaign` for the shared coupon.
+    AdminCreateCampaign,
+    /// `AdminService/IssueCoupon` giving the owner the shared coupon.
+    AdminIssueCoupon,
 }
 
 /// Who makes the call.
@@ -120,6 +140,9 @@ enum Expected {
     ActsOn(Party),
     /// The call fails with this code and `ErrorInfo` reason, and changes nothing.
     Refused(Code, &'static str),
+    /// The call succeeds, reads or changes only the shop's coupon definitions and campaigns,
+    /// and leaves every user's data alone.
+    OnShop,
 }
 
 /// One row of the table.
@@ -291,6 +314,49 @@ const CASES: &[Case] = &[
     case(Rpc::AdminCancelAnyOrder, OtherUser, NO_ROLE),
     case(Rpc::AdminCancelAnyOrder, Anonymous, NO_TOKEN),
     case(Rpc::AdminCancelAnyOrder, Admin, ActsOn(Party::Owner)),
+    // The saved address filled in is the caller's own, whoever calls.
+    case(Rpc::CreateOrderToSavedAddress, Owner, ActsOn(Party::Owner)),
+    case(
+        Rpc::CreateOrderToSavedAddress,
+        OtherUser,
+        ActsOn(Party::OtherUser),
+    ),
+    case(Rpc::CreateOrderToSavedAddress, Anonymous, NO_TOKEN),
+    case(Rpc::CreateOrderToSavedAddress, Admin, ActsOn(Party::Admin)),
+    // Campaigns belong to no user: public reads, the same for everyone.
+    case(Rpc::ListCampaigns, Owner, OnShop),
+    case(Rpc::ListCampaigns, OtherUser, OnShop),
+    case(Rpc::ListCampaigns, Anonymous, OnShop),
+    case(Rpc::ListCampaigns, Admin, OnShop),
+    case(Rpc::GetCampaign, Owner, OnShop),
+    case(Rpc::GetCampaign, OtherUser, OnShop),
+    case(Rpc::GetCampaign, Anonymous, OnShop),
+    case(Rpc::GetCampaign, Admin, OnShop),
+    // A claim is the caller's (and takes one off the campaign).
+    case(Rpc::ClaimCoupon, Owner, ActsOn(Party::Owner)),
+    case(Rpc::ClaimCoupon, OtherUser, ActsOn(Party::OtherUser)),
+    case(Rpc::ClaimCoupon, Anonymous, NO_TOKEN),
+    case(Rpc::ClaimCoupon, Admin, ActsOn(Party::Admin)),
+    case(Rpc::ListMyCoupons, Owner, ActsOn(Party::Owner)),
+    case(Rpc::ListMyCoupons, OtherUser, ActsOn(Party::OtherUser)),
+    case(Rpc::ListMyCoupons, Anonymous, NO_TOKEN),
+    case(Rpc::ListMyCoupons, Admin, ActsOn(Party::Admin)),
+    case(Rpc::AdminCreateCoupon, Owner, NO_ROLE),
+    case(Rpc::AdminCreateCoupon, OtherUser, NO_ROLE),
+    case(Rpc::AdminCreateCoupon, Anonymous, NO_TOKEN),
+    case(Rpc::AdminCreateCoupon, Admin, OnShop),
+    case(Rpc::AdminListCoupons, Owner, NO_ROLE),
+    case(Rpc::AdminListCoupons, OtherUser, NO_ROLE),
+    case(Rpc::AdminListCoupons, Anonymous, NO_TOKEN),
+    case(Rpc::AdminListCoupons, Admin, OnShop),
+    case(Rpc::AdminCreateCampaign, Owner, NO_ROLE),
+    case(Rpc::AdminCreateCampaign, OtherUser, NO_ROLE),
+    case(Rpc::AdminCreateCampaign, Anonymous, NO_TOKEN),
+    case(Rpc::AdminCreateCampaign, Admin, OnShop),
+    case(Rpc::AdminIssueCoupon, Owner, NO_ROLE),
+    case(Rpc::AdminIssueCoupon, OtherUser, NO_ROLE),
+    case(Rpc::AdminIssueCoupon, Anonymous, NO_TOKEN),
+    case(Rpc::AdminIssueCoupon, Admin, ActsOn(Party::Owner)),
 ];
 
 /// Another user's order, to anyone but its buyer.
@@ -311,8 +377,9 @@ async fn every_caller_reaches_only_its_own_data_through_the_bff() {
         auth: bff::auth_service_client::AuthServiceClient::new(channel.clone()),
         accounts: bff::account_service_client::AccountServiceClient::new(channel.clone()),
         orders: bff::order_service_client::OrderServiceClient::new(channel.clone()),
+        coupons: bff::coupon_service_client::CouponServiceClient::new(channel.clone()),
         admin: bff::admin_service_client::AdminServiceClient::new(channel),
-        observer: Observer::new(&services.users.grpc_uri(), &services.order_uri(), sku_id),
+        observer: Observer::new(&services.users.grpc_uri(), &services.order_uri(), sku_id).await,
     };
 
     let mut failures = Vec::new();
@@ -335,6 +402,7 @@ struct Clients {
     auth: bff::auth_service_client::AuthServiceClient<Channel>,
     accounts: bff::account_service_client::AccountServiceClient<Channel>,
     orders: bff::order_service_client::OrderServiceClient<Channel>,
+    coupons: bff::coupon_service_client::CouponServiceClient<Channel>,
     admin: bff::admin_service_client::AdminServiceClient<Channel>,
     observer: Observer,
 }
@@ -344,8 +412,10 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
     let name = case.name();
     let mut world = World::create(clients, &name).await;
     let before = clients.observer.snapshot(&mut world, &name).await;
+    let shop_before = clients.observer.shop(&name).await;
     let outcome = call(clients, &world, case).await;
     let after = clients.observer.snapshot(&mut world, &name).await;
+    let shop_after = clients.observer.shop(&name).await;
 
     let mut problems = Vec::new();
     let mut expect = |ok: bool, what: String| {
@@ -374,11 +444,55 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
                     format!("a refused call changed {party:?}'s data: {was:?} became {is:?}"),
                 );
             }
+            expect(
+                shop_before == shop_after,
+                format!("a refused call changed the shop: {shop_before:?} became {shop_after:?}"),
+            );
+        }
+        OnShop => {
+            match &outcome {
+                Err(status) => expect(
+                    false,
+                    format!(
+                        "expected success, got {:?} / {} ({})",
+                        status.code(),
+                        reason(status),
+                        status.message()
+                    ),
+                ),
+                Ok(reply) => {
+                    let wanted = case.rpc.shop_effect(&clients.observer, &shop_before, reply);
+                    expect(
+                        shop_after == wanted,
+                        format!("the shop should be {wanted:?}, is {shop_after:?}"),
+                    );
+                    expect_shop_reply(&mut expect, case, reply, &shop_before, &shop_after);
+                }
+            }
+            for party in PARTIES {
+                let (was, is) = (&before[party.index()], &after[party.index()]);
+                expect(
+                    was == is,
+                    format!("a call on the shop changed {party:?}'s data: {was:?} became {is:?}"),
+                );
+            }
         }
         ActsOn(target) => {
             let target_before = &before[target.index()];
             let target_after = &after[target.index()];
-            let wanted = case.rpc.effect(case.caller, target_before);
+            let wanted = case.rpc.effect(
+                case.caller,
+                target_before,
+                outcome.as_ref().ok(),
+                &clients.observer,
+            );
+            if let Ok(reply) = &outcome {
+                let shop_wanted = case.rpc.shop_effect(&clients.observer, &shop_before, reply);
+                expect(
+                    shop_after == shop_wanted,
+                    format!("the shop should be {shop_wanted:?}, is {shop_after:?}"),
+                );
+            }
             expect(
                 *target_after == wanted,
                 format!("{target:?}'s data should be {wanted:?}, is {target_after:?}"),
@@ -417,16 +531,28 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
                     );
                 }
                 Ok(Reply::Order(order)) => {
-                    let seen = if matches!(case.rpc, Rpc::CancelOrder | Rpc::AdminCancelAnyOrder) {
-                        &target_after.orders
-                    } else {
-                        &target_before.orders
-                    };
                     let answered = OrderFacts::from(order.as_ref());
-                    expect(
-                        seen.as_slice() == [answered.clone()],
-                        format!("answered {answered:?}, {target:?}'s orders are {seen:?}"),
-                    );
+                    if case.rpc == Rpc::CreateOrderToSavedAddress {
+                        // The new order comes first; the one the party had stays.
+                        expect(
+                            target_after.orders.first() == Some(&answered),
+                            format!(
+                                "answered {answered:?}, {target:?}'s orders are {:?}",
+                                target_after.orders
+                            ),
+                        );
+                    } else {
+                        let seen =
+                            if matches!(case.rpc, Rpc::CancelOrder | Rpc::AdminCancelAnyOrder) {
+                                &target_after.orders
+                            } else {
+                                &target_before.orders
+                            };
+                        expect(
+                            seen.as_slice() == [answered.clone()],
+                            format!("answered {answered:?}, {target:?}'s orders are {seen:?}"),
+                        );
+                    }
                     expect_buyer(&mut expect, case, world.member(target), &[*order]);
                 }
                 Ok(Reply::Orders(orders)) => {
@@ -440,6 +566,34 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
                     );
                     expect_buyer(&mut expect, case, world.member(target), &orders);
                 }
+                Ok(Reply::UserCoupon(held)) => {
+                    let answered = HeldCoupon::from(&held);
+                    expect(
+                        target_after.coupons.contains(&answered)
+                            && !target_before.coupons.contains(&answered),
+                        format!(
+                            "answered {answered:?}, {target:?}'s coupons went from {:?} to {:?}",
+                            target_before.coupons, target_after.coupons
+                        ),
+                    );
+                }
+                Ok(Reply::UserCoupons(held)) => {
+                    let mut answered: Vec<HeldCoupon> = held.iter().map(HeldCoupon::from).collect();
+                    answered.sort();
+                    expect(
+                        answered == target_before.coupons,
+                        format!(
+                            "answered {answered:?}, {target:?}'s coupons are {:?}",
+                            target_before.coupons
+                        ),
+                    );
+                }
+                Ok(
+                    reply @ (Reply::Coupon(_)
+                    | Reply::Coupons(_)
+                    | Reply::Campaign(_)
+                    | Reply::Campaigns(_)),
+                ) => expect(false, format!("a call on a user answered {reply:?}")),
                 Ok(Reply::Empty) => {}
             }
             for party in PARTIES.into_iter().filter(|party| *party != target) {
@@ -454,6 +608,73 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
         }
     }
     problems
+}
+
+/// What a call on the shop answered must be the shop as it was (reads) or now is (creates).
+fn expect_shop_reply(
+    expect: &mut impl FnMut(bool, String),
+    case: &Case,
+    reply: &Reply,
+    before: &Shop,
+    after: &Shop,
+) {
+    match reply {
+        Reply::Campaigns(campaigns) => {
+            let mut answered: Vec<CampaignFacts> =
+                campaigns.iter().map(CampaignFacts::from).collect();
+            answered.sort();
+            expect(
+                answered == before.campaigns,
+                format!(
+                    "answered {answered:?}, the campaigns are {:?}",
+                    before.campaigns
+                ),
+            );
+        }
+        Reply::Campaign(campaign) => {
+            let answered = CampaignFacts::from(campaign);
+            let shop = if case.rpc == Rpc::AdminCreateCampaign {
+                after
+            } else {
+                before
+            };
+            expect(
+                shop.campaigns.contains(&answered),
+                format!(
+                    "answered {answered:?}, the campaigns are {:?}",
+                    shop.campaigns
+                ),
+            );
+        }
+        Reply::Coupons(coupons) => {
+            let mut answered: Vec<(String, String)> = coupons
+                .iter()
+                .map(|coupon| (coupon.coupon_id.clone(), coupon.name.clone()))
+                .collect();
+            answered.sort();
+            expect(
+                answered == before.coupons,
+                format!(
+                    "answered {answered:?}, the coupons are {:?}",
+                    before.coupons
+                ),
+            );
+        }
+        Reply::Coupon(coupon) => {
+            let answered = (coupon.coupon_id.clone(), coupon.name.clone());
+            expect(
+                after.coupons.contains(&answered),
+                format!("answered {answered:?}, the coupons are {:?}", after.coupons),
+            );
+        }
+        other @ (Reply::Account(_)
+        | Reply::Address(_)
+        | Reply::Order(_)
+        | Reply::Orders(_)
+        | Reply::UserCoupon(_)
+        | Reply::UserCoupons(_)
+        | Reply::Empty) => expect(false, format!("a call on the shop answered {other:?}")),
+    }
 }
 
 /// Admin views name the buyer of each order; the buyer's own views name nobody.

@@ -1,6 +1,6 @@
-//! The users of one case (registered through the BFF, one made an admin, each with an order of
-//! their own) and what their data looks like, read and seeded on the user and order services
-//! directly.
+//! The users of one case (registered through the BFF, one made an admin, each with an order and
+//! a coupon of their own) and the shop's coupons and campaigns, and what all of it looks like,
+//! read and seeded on the user and order services directly.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +14,7 @@ use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
 use crate::call::address;
+use crate::support::SKU_PRICE;
 use crate::{Clients, PARTIES, Party};
 
 const PASSWORD: &str = "correct horse battery";
@@ -46,7 +47,8 @@ pub(crate) struct World {
 
 impl World {
     /// Registers the three users through the BFF, makes one of them an admin, signs each in a
-    /// second time, saves a distinct shipping address for each and places an order for each.
+    /// second time, saves a distinct shipping address for each, places an order for each and
+    /// issues each a coupon.
     pub(crate) async fn create(clients: &Clients, name: &str) -> Self {
         let mut auth = clients.auth.clone();
         let mut members = Vec::new();
@@ -92,6 +94,7 @@ impl World {
                 .save_address(user_id, &address(&format!("{party:?}'s own")), name)
                 .await;
             let order_id = clients.observer.place_order(user_id, name).await;
+            clients.observer.issue_coupon(user_id, name).await;
             members.push(Member {
                 user_id,
                 sessions,
@@ -168,6 +171,24 @@ pub(crate) struct OrderFacts {
     pub(crate) cancellation_reason: i32,
     lines: Vec<(String, i64)>,
     total: Option<common::Money>,
+    shipping_address: Option<common::PostalAddress>,
+}
+
+impl OrderFacts {
+    /// A new PENDING order of one unit of `sku_id` shipped to `address`.
+    pub(crate) fn placed(order_id: &str, sku_id: &str, address: common::PostalAddress) -> Self {
+        Self {
+            order_id: order_id.to_owned(),
+            status: common::OrderStatus::Pending.into(),
+            cancellation_reason: 0,
+            lines: vec![(sku_id.to_owned(), 1)],
+            total: Some(common::Money {
+                currency_code: "JPY".to_owned(),
+                amount_minor: SKU_PRICE,
+            }),
+            shipping_address: Some(address),
+        }
+    }
 }
 
 impl From<&bff::Order> for OrderFacts {
@@ -182,6 +203,7 @@ impl From<&bff::Order> for OrderFacts {
                 .map(|line| (line.sku_id.clone(), line.quantity))
                 .collect(),
             total: order.total.clone(),
+            shipping_address: order.shipping_address.clone(),
         }
     }
 }
@@ -198,6 +220,7 @@ impl From<&order::Order> for OrderFacts {
                 .map(|line| (line.sku_id.clone(), line.quantity))
                 .collect(),
             total: order.total.clone(),
+            shipping_address: order.shipping_address.clone(),
         }
     }
 }
@@ -211,6 +234,93 @@ pub(crate) struct Snapshot {
     pub(crate) sessions: [bool; SESSIONS],
     /// The user's orders, newest first.
     pub(crate) orders: Vec<OrderFacts>,
+    /// The user's coupons, by id.
+    pub(crate) coupons: Vec<HeldCoupon>,
+}
+
+/// What a holder may see of one of their coupons (times left out).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct HeldCoupon {
+    pub(crate) user_coupon_id: String,
+    pub(crate) coupon_id: String,
+    pub(crate) campaign_id: String,
+    pub(crate) status: i32,
+    pub(crate) order_id: String,
+}
+
+impl From<&bff::UserCoupon> for HeldCoupon {
+    fn from(held: &bff::UserCoupon) -> Self {
+        Self {
+            user_coupon_id: held.user_coupon_id.clone(),
+            coupon_id: held
+                .coupon
+                .as_ref()
+                .map(|coupon| coupon.coupon_id.clone())
+                .unwrap_or_default(),
+            campaign_id: held.campaign_id.clone(),
+            status: held.status,
+            order_id: held.order_id.clone(),
+        }
+    }
+}
+
+impl From<&order::UserCoupon> for HeldCoupon {
+    fn from(held: &order::UserCoupon) -> Self {
+        Self {
+            user_coupon_id: held.user_coupon_id.clone(),
+            coupon_id: held
+                .coupon
+                .as_ref()
+                .map(|coupon| coupon.coupon_id.clone())
+                .unwrap_or_default(),
+            campaign_id: held.campaign_id.clone(),
+            status: held.status,
+            order_id: held.order_id.clone(),
+        }
+    }
+}
+
+/// A campaign as the storefront sees it (times left out).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct CampaignFacts {
+    pub(crate) campaign_id: String,
+    coupon_id: String,
+    name: String,
+    total_quantity: i64,
+    pub(crate) remaining_quantity: i64,
+}
+
+impl From<&bff::CouponCampaign> for CampaignFacts {
+    fn from(campaign: &bff::CouponCampaign) -> Self {
+        Self {
+            campaign_id: campaign.campaign_id.clone(),
+            coupon_id: campaign.coupon_id.clone(),
+            name: campaign.name.clone(),
+            total_quantity: campaign.total_quantity,
+            remaining_quantity: campaign.remaining_quantity,
+        }
+    }
+}
+
+impl From<&order::CouponCampaign> for CampaignFacts {
+    fn from(campaign: &order::CouponCampaign) -> Self {
+        Self {
+            campaign_id: campaign.campaign_id.clone(),
+            coupon_id: campaign.coupon_id.clone(),
+            name: campaign.name.clone(),
+            total_quantity: campaign.total_quantity,
+            remaining_quantity: campaign.remaining_quantity,
+        }
+    }
+}
+
+/// The shop's coupon definitions (ids and names) and campaigns, each sorted by id. No user owns
+/// them: only admins may change the definitions and campaigns, and a claim takes one coupon off
+/// a campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shop {
+    pub(crate) coupons: Vec<(String, String)>,
+    pub(crate) campaigns: Vec<CampaignFacts>,
 }
 
 /// Reads and seeds users' data on the user and order services directly, as the BFF would
@@ -219,24 +329,146 @@ pub(crate) struct Observer {
     users: user::user_service_client::UserServiceClient<Channel>,
     auth: user::auth_service_client::AuthServiceClient<Channel>,
     orders: order::order_service_client::OrderServiceClient<Channel>,
+    coupons: order::coupon_service_client::CouponServiceClient<Channel>,
     /// The SKU every seeded order buys.
-    sku_id: String,
+    pub(crate) sku_id: String,
+    /// The coupon every user is issued and the campaign claims come from (seeded once).
+    pub(crate) coupon_id: String,
+    pub(crate) campaign_id: String,
 }
 
 impl Observer {
-    pub(crate) fn new(user_uri: &str, order_uri: &str, sku_id: String) -> Self {
+    /// The observer, with the shared coupon and its campaign seeded as an internal admin would.
+    pub(crate) async fn new(user_uri: &str, order_uri: &str, sku_id: String) -> Self {
         let channel = Channel::from_shared(user_uri.to_owned())
             .expect("user service uri")
             .connect_lazy();
         let order_channel = Channel::from_shared(order_uri.to_owned())
             .expect("order service uri")
             .connect_lazy();
+        let mut coupons =
+            order::coupon_service_client::CouponServiceClient::new(order_channel.clone());
+        let coupon_id = coupons
+            .create_coupon(as_internal_admin(order::CreateCouponRequest {
+                coupon: Some(order::Coupon {
+                    name: "BOLA coupon".to_owned(),
+                    kind: common::CouponKind::Fixed.into(),
+                    fixed_discount: Some(common::Money {
+                        currency_code: "JPY".to_owned(),
+                        amount_minor: 100,
+                    }),
+                    validity_days: 30,
+                    ..order::Coupon::default()
+                }),
+                idempotency_key: Uuid::new_v4().to_string(),
+            }))
+            .await
+            .expect("the shared coupon is created")
+            .into_inner()
+            .coupon
+            .expect("coupon")
+            .coupon_id;
+        let now = std::time::SystemTime::now();
+        let campaign_id = coupons
+            .create_campaign(as_internal_admin(order::CreateCampaignRequest {
+                campaign: Some(order::CouponCampaign {
+                    coupon_id: coupon_id.clone(),
+                    name: "BOLA campaign".to_owned(),
+                    start_time: Some((now - std::time::Duration::from_secs(60)).into()),
+                    end_time: Some((now + std::time::Duration::from_secs(3_600)).into()),
+                    // One claim per user per case: far more than the table needs.
+                    total_quantity: 100_000,
+                    ..order::CouponCampaign::default()
+                }),
+                idempotency_key: Uuid::new_v4().to_string(),
+            }))
+            .await
+            .expect("the shared campaign is created")
+            .into_inner()
+            .campaign
+            .expect("campaign")
+            .campaign_id;
         Self {
             users: user::user_service_client::UserServiceClient::new(channel.clone()),
             auth: user::auth_service_client::AuthServiceClient::new(channel),
             orders: order::order_service_client::OrderServiceClient::new(order_channel),
+            coupons,
             sku_id,
+            coupon_id,
+            campaign_id,
         }
+    }
+
+    /// Issues the shared coupon to `user_id`.
+    async fn issue_coupon(&self, user_id: Uuid, name: &str) {
+        self.coupons
+            .clone()
+            .issue_coupon(as_internal_admin(order::IssueCouponRequest {
+                coupon_id: self.coupon_id.clone(),
+                user_id: user_id.to_string(),
+                idempotency_key: Uuid::new_v4().to_string(),
+            }))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: issuing a coupon: {status:?}"));
+    }
+
+    /// A user's coupons, by id.
+    async fn coupons_of(&self, user_id: Uuid, name: &str) -> Vec<HeldCoupon> {
+        let mut held: Vec<HeldCoupon> = self
+            .coupons
+            .clone()
+            .list_my_coupons(as_user(
+                order::ListMyCouponsRequest {
+                    page_size: 100,
+                    ..order::ListMyCouponsRequest::default()
+                },
+                user_id,
+            ))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: listing a user's coupons: {status:?}"))
+            .into_inner()
+            .user_coupons
+            .iter()
+            .map(HeldCoupon::from)
+            .collect();
+        held.sort();
+        held
+    }
+
+    /// The shop's coupon definitions and campaigns (the table creates a handful: one page each).
+    pub(crate) async fn shop(&self, name: &str) -> Shop {
+        let mut coupons: Vec<(String, String)> = self
+            .coupons
+            .clone()
+            .list_coupons(as_internal_admin(order::ListCouponsRequest {
+                page_size: 100,
+                page_token: String::new(),
+            }))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: listing coupons: {status:?}"))
+            .into_inner()
+            .coupons
+            .into_iter()
+            .map(|coupon| (coupon.coupon_id, coupon.name))
+            .collect();
+        coupons.sort();
+        let mut campaigns: Vec<CampaignFacts> = self
+            .coupons
+            .clone()
+            .list_campaigns(as_internal_admin(order::ListCampaignsRequest {
+                page_size: 100,
+                page_token: String::new(),
+                include_ended: true,
+            }))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: listing campaigns: {status:?}"))
+            .into_inner()
+            .campaigns
+            .iter()
+            .map(CampaignFacts::from)
+            .collect();
+        campaigns.sort();
+        Shop { coupons, campaigns }
     }
 
     /// Places one order of one unit for `user_id`; its id.
@@ -307,11 +539,13 @@ impl Observer {
                 *alive = self.refresh(session, name).await;
             }
             let orders = self.orders_of(member.user_id, name).await;
+            let coupons = self.coupons_of(member.user_id, name).await;
             snapshots.push(Snapshot {
                 account,
                 address,
                 sessions,
                 orders,
+                coupons,
             });
         }
         snapshots.try_into().expect("one snapshot per party")
@@ -381,6 +615,15 @@ impl Observer {
 fn as_user<T>(message: T, user_id: Uuid) -> Request<T> {
     let mut request = Request::new(message);
     Principal::new(user_id, [Role::Buyer]).write_metadata(request.metadata_mut());
+    request
+}
+
+/// A request from an internal admin (a fresh one each time: admin idempotency keys are scoped to
+/// their caller, and every key here is fresh anyway).
+fn as_internal_admin<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    Principal::new(Uuid::new_v4(), [Role::Buyer, Role::Admin])
+        .write_metadata(request.metadata_mut());
     request
 }
 
