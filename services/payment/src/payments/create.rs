@@ -272,7 +272,16 @@ pub async fn handle_order_created(
     let attachable = if payment.attached || status == Status::Cancelled {
         !matches!(status, Status::Cancelled)
     } else {
-        attach(context, &payment).await?
+        match attach(context, &payment).await {
+            Ok(attachable) => attachable,
+            Err(refused @ CreateError::Refused(_)) => {
+                // The order service does not know the order: nothing may be collected for it.
+                // The payment (and its intent) is cancelled and the event dead-lettered.
+                settle::abandon(context, payment.payment_id).await?;
+                return Err(refused);
+            }
+            Err(other) => return Err(other),
+        }
     };
     if attachable && !payment.attached {
         store::mark_attached(conn, payment.payment_id).await?;

@@ -2,7 +2,7 @@
 //! balance precisely, the ledger invariant under heavy concurrency, duplicate deliveries, and the
 //! refund of a cancelled paid order.
 
-use mercato_messaging::{EventEnvelope, Publisher};
+use mercato_messaging::EventEnvelope;
 use mercato_payment::error::PaymentError;
 use mercato_payment::wallet;
 use mercato_proto::mercato::common::v1::{OrderStatus, PaymentMethod, PaymentStatus};
@@ -27,11 +27,9 @@ async fn order_event(shop: &Shop, order_id: &str, event_type: &str) -> EventEnve
 
 /// Publishes a copy of `envelope` under a fresh event id (a duplicate the inbox cannot catch).
 async fn publish_copy(shop: &Shop, envelope: &EventEnvelope) -> String {
-    let context = &shop.payment().context;
-    let publisher = Publisher::new(context.connector.clone(), context.namespace.clone());
     let mut copy = envelope.clone();
     copy.event_id = Uuid::now_v7().to_string();
-    publisher.publish(&copy).await.expect("copy published");
+    shop.publish(&copy).await;
     copy.event_id
 }
 

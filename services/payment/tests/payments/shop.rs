@@ -313,6 +313,27 @@ impl Shop {
         .await
     }
 
+    /// Publishes an event on the test's bus, retrying until a consumer's queue is bound
+    /// (publishes are mandatory).
+    pub(crate) async fn publish(&self, envelope: &mercato_messaging::EventEnvelope) {
+        let context = &self.payment().context;
+        let publisher =
+            mercato_messaging::Publisher::new(context.connector.clone(), context.namespace.clone());
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match publisher.publish(envelope).await {
+                Ok(()) => return,
+                Err(error) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "publish failed: {error}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
     /// Rows of `payments`.
     pub(crate) async fn payment_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM payments")

@@ -531,3 +531,53 @@ async fn a_charge_that_keeps_meeting_a_locked_wallet_is_retried_then_aborted_and
     );
     shop.assert_ledgers_consistent().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_created_for_an_order_the_order_service_does_not_know_collects_nothing() {
+    use mercato_proto::mercato::events::v1::OrderCreated;
+    use prost::Message as _;
+
+    let shop = Shop::start().await;
+    let buyer = Uuid::now_v7();
+    shop.charge(buyer, 5_000).await;
+    let order_id = Uuid::now_v7();
+    let payload = OrderCreated {
+        order_id: order_id.to_string(),
+        user_id: buyer.to_string(),
+        total: yen(1_000),
+        payment_method: PaymentMethod::Points as i32,
+        ..Default::default()
+    };
+    let envelope = mercato_messaging::envelope::new_envelope(
+        "order.created",
+        "order",
+        order_id.to_string(),
+        1,
+        "order",
+        Some(prost_types::Any {
+            type_url: "type.googleapis.com/mercato.events.v1.OrderCreated".to_owned(),
+            value: payload.encode_to_vec(),
+        }),
+    );
+    shop.publish(&envelope).await;
+
+    let status = || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM payments WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(shop.pool())
+            .await
+            .expect("read")
+    };
+    crate::shop::eventually("the payment of the unknown order is cancelled", || async {
+        status().await.as_deref() == Some("CANCELLED")
+    })
+    .await;
+    assert_eq!(shop.balance(buyer).await, 5_000, "nothing debited");
+    let paid: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'order.paid'")
+            .fetch_one(shop.pool())
+            .await
+            .expect("count");
+    assert_eq!(paid, 0);
+    shop.assert_ledgers_consistent().await;
+}
