@@ -1,8 +1,11 @@
-//! The storefront in a real browser: the user and product services and the BFF start in-process
-//! on their own databases, the BFF serves the built SPA (`make web`), and the Playwright journeys
-//! of `bff/web/e2e/storefront.mjs` drive Debian's chromium through it — register, browse and
-//! search a seeded product, switch variants, save an address after a validation error, sign out
-//! and in, see a server error shown with its message — with no console errors.
+//! The storefront in a real browser: the user, product and order services and the BFF start
+//! in-process on their own databases, the BFF serves the built SPA (`make web`), and the
+//! Playwright journeys of `bff/web/e2e/storefront.mjs` drive Debian's chromium through it —
+//! register, browse and search a seeded product, switch variants, save an address after a
+//! validation error, sign out and in, see a server error shown with its message, fill a cart
+//! with two variants (one beyond its stock), claim coupons from seeded campaigns, check out,
+//! follow the order live over gRPC-Web streaming, find it in the history and cancel it — with no
+//! console errors.
 //!
 //! `make test` builds the SPA and installs chromium first; run alone, this test needs
 //! `make web` and `/usr/bin/chromium` (or `CHROMIUM_PATH`).
@@ -14,12 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use mercato_platform::principal::{Principal, Role};
-use mercato_product::testing::TestEnv as ProductEnv;
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::user::v1 as user;
-use mercato_user::testing::TestEnv as UserEnv;
-use support::{RedisPrefix, TestBff, real_services_settings};
+use support::Services;
 use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -42,29 +43,25 @@ async fn the_storefront_journeys_pass_in_chromium() {
         "no browser at {chromium}: install Debian's chromium (make test does) or set CHROMIUM_PATH"
     );
 
-    let user_env = UserEnv::new().await.expect("user service resources");
-    let users = user_env.start(|_| {}).await.expect("user service starts");
-    let product_env = ProductEnv::new().await.expect("product service resources");
-    let products = product_env
-        .start(|_| {})
-        .await
-        .expect("product service starts");
-    let prefix = RedisPrefix::new();
+    let services = Services::start().await;
     let root = dist.display().to_string();
-    let bff = TestBff::start(real_services_settings(
-        &users,
-        Some(&products.grpc_uri()),
-        &prefix,
-        &[("WEB_ROOT", &root)],
-    ))
-    .await;
-    let seller_token = seller_token(&bff.channel().await, &users.grpc_uri()).await;
+    let bff = services.bff(&[("WEB_ROOT", &root)]).await;
+    let channel = bff.channel().await;
+    let user_uri = services.users.grpc_uri();
+    let seller_token = token_with_role(&channel, &user_uri, common::Role::Seller).await;
+    let admin_token = token_with_role(&channel, &user_uri, common::Role::Admin).await;
 
-    let artifacts = std::env::temp_dir().join(format!("mercato-e2e-{}", Uuid::new_v4().simple()));
+    // Screenshots of every step: kept in MERCATO_E2E_ARTIFACTS when it is set (to look at them or
+    // keep them from CI), else in a temporary folder removed after a passing run.
+    let kept = std::env::var_os("MERCATO_E2E_ARTIFACTS").map(PathBuf::from);
+    let artifacts = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("mercato-e2e-{}", Uuid::new_v4().simple()))
+    });
     let output = tokio::process::Command::new("node")
         .arg(web.join("e2e/storefront.mjs"))
         .env("BASE_URL", bff.url())
         .env("SEED_SELLER_TOKEN", seller_token)
+        .env("SEED_ADMIN_TOKEN", admin_token)
         .env("CHROMIUM_PATH", &chromium)
         .env("E2E_ARTIFACTS", &artifacts)
         .current_dir(&web)
@@ -87,35 +84,34 @@ async fn the_storefront_journeys_pass_in_chromium() {
         report.contains("0 failed"),
         "the script reported no summary:\n{report}"
     );
-    let _ = std::fs::remove_dir_all(&artifacts);
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&artifacts);
+    }
 
     drop(bff);
-    products
-        .stop()
-        .await
-        .expect("product service stops cleanly");
-    users.stop().await.expect("user service stops cleanly");
+    services.stop().await;
 }
 
-/// A seller's access token, for the script to seed a product through `SellerService`: registered
-/// through the BFF, given the seller role on the user service, signed in again.
-async fn seller_token(bff_channel: &Channel, user_uri: &str) -> String {
+/// An access token with `role`, for the script to seed through the public API (a product through
+/// `SellerService`, coupon campaigns through `AdminService`): registered through the BFF, given
+/// the role on the user service, signed in again.
+async fn token_with_role(bff_channel: &Channel, user_uri: &str, role: common::Role) -> String {
     let mut auth = bff::auth_service_client::AuthServiceClient::new(bff_channel.clone());
-    let email = format!("seller-{}@example.com", Uuid::new_v4().simple());
+    let email = format!("staff-{}@example.com", Uuid::new_v4().simple());
     let password = "correct horse battery".to_owned();
     let registered = auth
         .register(bff::RegisterRequest {
             email: email.clone(),
             password: password.clone(),
-            display_name: "E2E seller".to_owned(),
+            display_name: format!("E2E {role:?}"),
         })
         .await
-        .expect("the seller registers")
+        .expect("the staff member registers")
         .into_inner();
     let user_id = registered.account.expect("account").user_id;
     let mut grant = Request::new(user::GrantRoleRequest {
         user_id,
-        role: common::Role::Seller.into(),
+        role: role.into(),
     });
     Principal::new(Uuid::new_v4(), [Role::Admin]).write_metadata(grant.metadata_mut());
     user::user_service_client::UserServiceClient::new(
@@ -125,10 +121,10 @@ async fn seller_token(bff_channel: &Channel, user_uri: &str) -> String {
     )
     .grant_role(grant)
     .await
-    .expect("the seller role is granted");
+    .expect("the role is granted");
     auth.login(bff::LoginRequest { email, password })
         .await
-        .expect("the seller signs in")
+        .expect("the staff member signs in")
         .into_inner()
         .tokens
         .expect("tokens")

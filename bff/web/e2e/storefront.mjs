@@ -9,13 +9,21 @@
 //                      and published first (through SellerService, the public API), and the
 //                      catalog and product steps assert on it; without it they accept an empty
 //                      catalog.
+//   SEED_ADMIN_TOKEN   optional access token of an admin: two coupon campaigns are created first
+//                      (through AdminService), and the coupon steps claim them; without it they
+//                      are skipped and checkout goes without a coupon.
 //   E2E_API_URL        where seeding calls the BFF (default BASE_URL; set it to the BFF when
 //                      BASE_URL is Vite's dev server)
 //
 // Journeys: home → register (a validation error first) → search → product detail with a
 // variant switch → account address (a validation error first, then saved and normalised) →
-// sign out → a refused sign-in shows the server's message → sign in again. The console must stay
-// free of errors throughout. Exits non-zero on the first failure, naming the step.
+// sign out → a refused sign-in shows the server's message → sign in again → add two variants to
+// the cart (one beyond its stock) → the cart shows their statuses, a quantity fixes the short
+// line → claim coupons (one already claimed on "another device" reads "you already have it") →
+// checkout with the saved address, SANDBOX and a coupon, by double click → the order page shows
+// PENDING live → the history shows exactly one order → cancel → CANCELLED on screen and the watch
+// ends on it → the coupon is available again. The console must stay free of errors throughout.
+// Exits non-zero on the first failure, naming the step.
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,6 +36,7 @@ const BASE_URL = (process.env.BASE_URL || "http://127.0.0.1:8080").replace(/\/+$
 const ARTIFACTS = path.resolve(process.env.E2E_ARTIFACTS || path.join(here, "artifacts"));
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const SEED_TOKEN = process.env.SEED_SELLER_TOKEN || "";
+const ADMIN_TOKEN = process.env.SEED_ADMIN_TOKEN || "";
 const API_URL = (process.env.E2E_API_URL || BASE_URL).replace(/\/+$/, "");
 const TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS || 15_000);
 
@@ -46,32 +55,46 @@ const PIXEL = Buffer.from(
 
 /** What the journeys need to know about the seeded product, when there is one. */
 let seeded = null;
+/** The seeded coupon campaigns, when there are some. */
+let campaigns = null;
+/** The order the checkout step placed. */
+let placedOrderId = null;
 
 // ------------------------------------------------------------------------------------ seeding
 
-/** Creates and publishes a product with two variants (Red in stock, Blue sold out). */
-async function seedProduct() {
+/** A client of the public API for `service` (from e2e/gen), sending `token` when given. */
+async function apiClient(serviceFile, serviceName, token) {
   let modules;
   try {
     modules = await Promise.all([
       import("@connectrpc/connect"),
       import("@connectrpc/connect-web"),
-      import("./gen/mercato/bff/v1/seller_service_pb.js"),
+      import(`./gen/mercato/bff/v1/${serviceFile}_pb.js`),
     ]);
   } catch (error) {
     throw new Error(`e2e/gen is missing: run \`npm run generate\` first (${error.message})`);
   }
-  const [{ createClient }, { createGrpcWebTransport }, { SellerService }] = modules;
+  const [{ createClient }, { createGrpcWebTransport }, generated] = modules;
   const transport = createGrpcWebTransport({
     baseUrl: API_URL,
-    interceptors: [
-      (next) => (req) => {
-        req.header.set("authorization", `Bearer ${SEED_TOKEN}`);
-        return next(req);
-      },
-    ],
+    interceptors: token
+      ? [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${token}`);
+            return next(req);
+          },
+        ]
+      : [],
   });
-  const seller = createClient(SellerService, transport);
+  return createClient(generated[serviceName], transport);
+}
+
+/**
+ * Creates and publishes a product with three variants: Red (7 in stock), Blue (sold out) and
+ * Green (1 in stock, so two in a cart are OVER_STOCK).
+ */
+async function seedProduct() {
+  const seller = await apiClient("seller_service", "SellerService", SEED_TOKEN);
   const name = `E2E Mug ${runId}`;
   const money = (amount) => ({ currencyCode: "JPY", amountMinor: BigInt(amount) });
   const { product } = await seller.createProduct({
@@ -82,24 +105,63 @@ async function seedProduct() {
       category: "e2e",
       tags: ["e2e", runId],
       attributes: { material: "stoneware" },
-      options: [{ name: "Colour", values: ["Red", "Blue"] }],
+      options: [{ name: "Colour", values: ["Red", "Blue", "Green"] }],
       skus: [
         { skuCode: `E2E-${runId}-RED`, optionValues: { Colour: "Red" }, price: money(1200), active: true },
         { skuCode: `E2E-${runId}-BLUE`, optionValues: { Colour: "Blue" }, price: money(1800), active: true },
+        { skuCode: `E2E-${runId}-GREEN`, optionValues: { Colour: "Green" }, price: money(1500), active: true },
       ],
     },
   });
-  const red = product.skus.find((s) => s.optionValues.Colour === "Red");
-  const { stock } = await seller.getSkuStock({ skuId: red.skuId });
-  await seller.adjustStock({
-    skuId: red.skuId,
-    onHand: 7n,
-    expectedVersion: stock.version,
-    reason: "e2e seed",
-    idempotencyKey: `e2e-stock-${runId}`,
-  });
+  for (const [colour, onHand] of [["Red", 7n], ["Green", 1n]]) {
+    const sku = product.skus.find((s) => s.optionValues.Colour === colour);
+    const { stock } = await seller.getSkuStock({ skuId: sku.skuId });
+    await seller.adjustStock({
+      skuId: sku.skuId,
+      onHand,
+      expectedVersion: stock.version,
+      reason: "e2e seed",
+      idempotencyKey: `e2e-stock-${colour}-${runId}`,
+    });
+  }
   await seller.publishProduct({ productId: product.productId });
-  return { productId: product.productId, name, redCode: `E2E-${runId}-RED`, blueCode: `E2E-${runId}-BLUE` };
+  return {
+    productId: product.productId,
+    name,
+    redCode: `E2E-${runId}-RED`,
+    blueCode: `E2E-${runId}-BLUE`,
+    greenCode: `E2E-${runId}-GREEN`,
+  };
+}
+
+/**
+ * Creates a coupon (¥300 off orders of ¥1,000 or more) and two running campaigns of it: one the
+ * shopper claims in the browser, one claimed "on another device" first.
+ */
+async function seedCampaigns() {
+  const admin = await apiClient("admin_service", "AdminService", ADMIN_TOKEN);
+  const money = (amount) => ({ currencyCode: "JPY", amountMinor: BigInt(amount) });
+  const { coupon } = await admin.createCoupon({
+    idempotencyKey: `e2e-coupon-${runId}`,
+    coupon: {
+      name: `E2E ¥300 off ${runId}`,
+      description: "A storefront test coupon.",
+      kind: 1, // FIXED
+      fixedDiscount: money(300),
+      minimumOrderAmount: money(1000),
+      validityDays: 30,
+    },
+  });
+  const now = Math.floor(Date.now() / 1000);
+  const window = { startTime: { seconds: BigInt(now - 60), nanos: 0 }, endTime: { seconds: BigInt(now + 86_400), nanos: 0 } };
+  const create = async (name) =>
+    (
+      await admin.createCampaign({
+        idempotencyKey: `e2e-campaign-${name.replace(/\s+/g, "-")}-${runId}`,
+        campaign: { couponId: coupon.couponId, name: `E2E ${name} ${runId}`, totalQuantity: 50n, ...window },
+      })
+    ).campaign;
+  return { coupon, browser: await create("spring sale"), elsewhere: await create("app exclusive") };
 }
 
 // ------------------------------------------------------------------------------------ helpers
@@ -139,6 +201,54 @@ async function fillAddress(page, postalCode) {
   await form.getByRole("button", { name: "Save address" }).click();
 }
 
+
+/** A locator's element with `attribute` equal to `value`, waited for. */
+async function waitForAttribute(locator, attribute, value) {
+  await locator.and(locator.page().locator(`[${attribute}="${value}"]`)).waitFor({ timeout: TIMEOUT_MS });
+}
+
+/** Opens the seeded product from the shop's search, as a shopper would (no reload: tokens live in memory). */
+async function openSeededProduct(page) {
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Shop" }).click();
+  await page.getByRole("heading", { level: 1, name: "Shop" }).waitFor({ timeout: TIMEOUT_MS });
+  await page.getByRole("searchbox", { name: "Search" }).fill(runId);
+  await page.getByTestId("search-submit").click();
+  await settled(page);
+  await page.getByTestId("product-card").filter({ hasText: seeded.name }).first().getByRole("link").click();
+  await page.getByTestId("product-name").waitFor({ timeout: TIMEOUT_MS });
+  await settled(page);
+}
+
+/** Switches the product page to a colour and waits for its SKU to show. */
+async function chooseColour(page, colour, skuCode) {
+  await page.getByTestId("option-Colour").getByText(colour, { exact: true }).click();
+  await page.waitForFunction(
+    (code) => document.querySelector('[data-testid="sku-code"]')?.textContent?.includes(code),
+    skuCode,
+    { timeout: TIMEOUT_MS },
+  );
+}
+
+/** Adds `quantity` of the chosen variant and waits for the header to count `expectedCount`. */
+async function addToCart(page, quantity, expectedCount) {
+  const form = page.getByTestId("add-to-cart");
+  await form.getByLabel("Quantity").fill(String(quantity));
+  await form.getByRole("button", { name: "Add to cart" }).click();
+  await form.getByTestId("notice").waitFor({ timeout: TIMEOUT_MS });
+  await page.getByTestId("cart-count").filter({ hasText: new RegExp(`^${expectedCount}$`) }).waitFor({ timeout: TIMEOUT_MS });
+}
+
+/** The shopper's access token from a sign-in of their own, as another device would have. */
+async function signInElsewhere() {
+  const auth = await apiClient("auth_service", "AuthService", "");
+  const { tokens } = await auth.login({ email: user.email, password: user.password });
+  return tokens.accessToken;
+}
+
+function nav(page, testId) {
+  return page.getByTestId(testId).click();
+}
+
 // ------------------------------------------------------------------------------------ journeys
 
 const steps = [
@@ -151,6 +261,12 @@ const steps = [
       }
       seeded = await seedProduct();
       console.log(`  seeded product ${seeded.productId} (${seeded.name})`);
+      if (ADMIN_TOKEN) {
+        campaigns = await seedCampaigns();
+        console.log(`  seeded campaigns ${campaigns.browser.campaignId}, ${campaigns.elsewhere.campaignId}`);
+      } else {
+        console.log("  (no SEED_ADMIN_TOKEN: the coupon steps are skipped)");
+      }
     },
   },
   {
@@ -315,6 +431,214 @@ const steps = [
       const postal = await page.getByTestId("address-form").getByLabel("Postal code").inputValue();
       assert(postal === "150-0001", `after signing in again the address reads "${postal}"`);
       await screenshot(page, "signed-in-again");
+    },
+  },
+
+  {
+    name: "add two variants to the cart",
+    async run(page) {
+      if (!seeded) {
+        console.log("  (no seeded product: the cart, checkout and order steps are skipped)");
+        return;
+      }
+      await openSeededProduct(page);
+      assert((await page.getByTestId("cart-count").count()) === 0, "a new shopper's header counts cart items");
+      // Red: two units of seven.
+      await addToCart(page, 2, 2);
+      // Blue is sold out: the button says so and cannot be pressed.
+      await chooseColour(page, "Blue", seeded.blueCode);
+      const button = page.getByTestId("add-to-cart-button");
+      assert(await button.isDisabled(), "a sold-out variant can be added to the cart");
+      assert((await text(button)) === "Unavailable", `the sold-out button reads "${await text(button)}"`);
+      // Green: two units where only one exists (the cart will say so).
+      await chooseColour(page, "Green", seeded.greenCode);
+      await addToCart(page, 2, 4);
+      const label = await page.getByTestId("nav-cart").getAttribute("aria-label");
+      assert(label === "Cart, 4 items", `the cart link is announced as "${label}"`);
+      await screenshot(page, "added-to-cart");
+    },
+  },
+  {
+    name: "cart shows the lines with their statuses",
+    async run(page) {
+      if (!seeded) return;
+      await nav(page, "nav-cart");
+      await page.getByRole("heading", { level: 1, name: "Your cart" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      const lines = page.getByTestId("cart-line");
+      assert((await lines.count()) === 2, `the cart shows ${await lines.count()} lines, not 2`);
+      const red = page.locator(`[data-testid="cart-line"][data-sku="${seeded.redCode}"]`);
+      const green = page.locator(`[data-testid="cart-line"][data-sku="${seeded.greenCode}"]`);
+      assert((await red.getAttribute("data-status")) === "AVAILABLE", `Red is ${await red.getAttribute("data-status")}`);
+      assert((await green.getAttribute("data-status")) === "OVER_STOCK", `Green is ${await green.getAttribute("data-status")}`);
+      const greenStatus = await text(green.getByTestId("line-status"));
+      assert(/not enough stock/i.test(greenStatus) && /only 1 available/i.test(greenStatus),
+        `the short line reads "${greenStatus}"`);
+      assert((await text(red.getByTestId("line-total"))).includes("2,400"), "Red's line total is not ¥2,400");
+      assert(await page.getByTestId("go-checkout").isDisabled(), "checkout is offered with a short line");
+      assert(await page.getByTestId("checkout-blocked").isVisible(), "the reason checkout is blocked is not shown");
+      await screenshot(page, "cart-over-stock");
+
+      await green.getByLabel(/^Quantity/).fill("1");
+      await green.getByTestId("update-quantity").click();
+      await waitForAttribute(green, "data-status", "AVAILABLE");
+      assert((await text(page.getByTestId("cart-subtotal"))).includes("3,900"),
+        `the subtotal reads "${await text(page.getByTestId("cart-subtotal"))}", not ¥3,900`);
+      assert(await page.getByTestId("go-checkout").isEnabled(), "checkout stays blocked with every line available");
+      await page.getByTestId("cart-count").filter({ hasText: /^3$/ }).waitFor({ timeout: TIMEOUT_MS });
+      await screenshot(page, "cart-available");
+    },
+  },
+  {
+    name: "claim coupons",
+    async run(page) {
+      if (!seeded || !campaigns) {
+        console.log("  (no seeded campaigns: the coupon step is skipped)");
+        return;
+      }
+      await nav(page, "nav-coupons");
+      await page.getByRole("heading", { level: 1, name: "Coupons" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      const here = page.locator(`[data-testid="campaign"][data-campaign-id="${campaigns.browser.campaignId}"]`);
+      const elsewhere = page.locator(`[data-testid="campaign"][data-campaign-id="${campaigns.elsewhere.campaignId}"]`);
+      await here.waitFor({ timeout: TIMEOUT_MS });
+      await elsewhere.waitFor({ timeout: TIMEOUT_MS });
+      assert((await page.getByTestId("my-coupon").count()) === 0, "a new shopper already holds coupons");
+      assert((await text(here.getByTestId("campaign-remaining"))).startsWith("50 of 50"), "the campaign's count is not 50 of 50");
+      await screenshot(page, "coupons");
+
+      // The shopper claims one campaign on another device while this page is open: claiming it
+      // here too answers ALREADY_EXISTS, which the page reads as "you already have it".
+      const coupons = await apiClient("coupon_service", "CouponService", await signInElsewhere());
+      await coupons.claimCoupon({ campaignId: campaigns.elsewhere.campaignId });
+      await elsewhere.getByTestId("claim").click();
+      await elsewhere.locator('[data-result="already"]').waitFor({ timeout: TIMEOUT_MS });
+      assert((await elsewhere.getByTestId("error-banner").count()) === 0, "ALREADY_EXISTS is shown as an error");
+
+      await here.getByTestId("claim").click();
+      await here.locator('[data-result="claimed"]').waitFor({ timeout: TIMEOUT_MS });
+      await page.waitForFunction(
+        () => document.querySelectorAll('[data-testid="my-coupon"][data-status="AVAILABLE"]').length === 2,
+        null,
+        { timeout: TIMEOUT_MS },
+      );
+      await here.getByTestId("campaign-remaining").filter({ hasText: /^49 of 50/ }).waitFor({ timeout: TIMEOUT_MS });
+      await screenshot(page, "coupons-claimed");
+    },
+  },
+  {
+    name: "checkout with the saved address, SANDBOX and a coupon",
+    async run(page) {
+      if (!seeded) return;
+      await nav(page, "nav-cart");
+      await page.getByTestId("go-checkout").waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      await page.getByTestId("go-checkout").click();
+      const form = page.getByTestId("checkout-form");
+      await form.waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      // Prefilled from the account: the address saved (and normalised) earlier.
+      assert((await text(page.getByTestId("saved-address"))).includes("150-0001"), "the saved address is not offered");
+      assert(await form.getByLabel(/Your saved address/).isChecked(), "the saved address is not chosen by default");
+      await form.getByLabel(/Sandbox payment/).check();
+      assert((await text(page.getByTestId("checkout-subtotal"))).includes("3,900"), "the checkout subtotal is not ¥3,900");
+      if (campaigns) {
+        const choice = await form.locator("#coupon-select option").nth(1).getAttribute("value");
+        await form.getByLabel("Use a coupon").selectOption(choice);
+        await page.getByTestId("checkout-discount").waitFor({ timeout: TIMEOUT_MS });
+        assert((await text(page.getByTestId("checkout-discount"))).includes("300"), "the coupon's ¥300 is not shown");
+      }
+      await screenshot(page, "checkout");
+      // A double click places one order: the form's idempotency key is the same for both.
+      await page.getByTestId("place-order").dblclick();
+      await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, { timeout: TIMEOUT_MS });
+      placedOrderId = new URL(page.url()).pathname.split("/").pop();
+      console.log(`  placed order ${placedOrderId}`);
+    },
+  },
+  {
+    name: "order page shows the order live",
+    async run(page) {
+      if (!seeded) return;
+      await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
+      await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "live");
+      const status = await page.getByTestId("order-status").getAttribute("data-status");
+      assert(status === "PENDING" || status === "AWAITING_PAYMENT", `a new order is ${status}`);
+      const streamed = await page.getByTestId("watch-state").getAttribute("data-streamed");
+      assert(streamed === status, `the stream delivered ${streamed}, the page shows ${status}`);
+      assert((await page.getByTestId("order-line").count()) === 2, "the order does not have two lines");
+      assert((await text(page.getByTestId("order-subtotal"))).includes("3,900"), "the order subtotal is not ¥3,900");
+      if (campaigns) {
+        assert((await text(page.getByTestId("order-discount"))).includes("300"), "the order shows no ¥300 discount");
+      }
+      assert((await text(page.getByTestId("order-address"))).includes("150-0001"), "the order does not ship to the saved address");
+      assert(/sandbox/i.test(await text(page.getByTestId("order-payment-method"))), "the order is not paid by SANDBOX");
+      assert((await page.getByTestId("pay-link").count()) + (await page.getByTestId("payment-waiting").count()) === 1,
+        "neither the Pay link nor the payment's wait is shown");
+      // The checkout emptied the cart: the header no longer counts items.
+      await page.waitForFunction(() => !document.querySelector('[data-testid="cart-count"]'), null, { timeout: TIMEOUT_MS });
+      await screenshot(page, "order-pending");
+    },
+  },
+  {
+    name: "order history shows it once",
+    async run(page) {
+      if (!seeded) return;
+      await nav(page, "nav-orders");
+      await page.getByRole("heading", { level: 1, name: "Your orders" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      const rows = page.getByTestId("order-row");
+      assert((await rows.count()) === 1, `the history lists ${await rows.count()} orders after one double-clicked checkout`);
+      assert((await rows.first().getAttribute("data-order-id")) === placedOrderId, "the history lists another order");
+      const status = await rows.first().getByTestId("order-status").getAttribute("data-status");
+      assert(status === "PENDING" || status === "AWAITING_PAYMENT", `the history shows the order ${status}`);
+      await screenshot(page, "orders");
+      if (campaigns) {
+        // The coupon the order used is USED, with a link to the order.
+        await nav(page, "nav-coupons");
+        await page.getByTestId("my-coupons").waitFor({ timeout: TIMEOUT_MS });
+        await settled(page);
+        const used = page.locator('[data-testid="my-coupon"][data-status="USED"]');
+        assert((await used.count()) === 1, "the coupon the order used is not shown USED");
+        await screenshot(page, "coupon-used");
+        await used.getByRole("link").click();
+      } else {
+        await rows.first().getByRole("link").click();
+      }
+      await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
+      assert(new URL(page.url()).pathname === `/orders/${placedOrderId}`, "the link opens another order");
+    },
+  },
+  {
+    name: "cancel: CANCELLED on screen, delivered by the watch",
+    async run(page) {
+      if (!seeded) return;
+      await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "live");
+      await page.getByTestId("cancel-order").click();
+      await page.getByTestId("confirm-cancel").click();
+      await waitForAttribute(page.getByTestId("order-status"), "data-status", "CANCELLED");
+      // The stream itself delivered the terminal state and ended there (OK after a terminal
+      // state): the page did not only show CancelOrder's answer.
+      await waitForAttribute(page.getByTestId("watch-state"), "data-streamed", "CANCELLED");
+      await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "ended");
+      assert((await page.locator('[data-testid="timeline"] li[data-status="CANCELLED"]').count()) === 1,
+        "the timeline has no CANCELLED step");
+      assert((await page.getByTestId("cancel-order").count()) === 0, "a cancelled order still offers Cancel");
+      await screenshot(page, "order-cancelled");
+
+      await nav(page, "nav-orders");
+      await settled(page);
+      const row = page.locator(`[data-testid="order-row"][data-order-id="${placedOrderId}"]`);
+      await waitForAttribute(row.getByTestId("order-status"), "data-status", "CANCELLED");
+      if (campaigns) {
+        // Cancelling gave the coupon back.
+        await nav(page, "nav-coupons");
+        await page.getByTestId("my-coupons").waitFor({ timeout: TIMEOUT_MS });
+        await settled(page);
+        const available = page.locator('[data-testid="my-coupon"][data-status="AVAILABLE"]');
+        assert((await available.count()) === 2, `${await available.count()} coupons are AVAILABLE after the cancel, not 2`);
+        await screenshot(page, "coupon-restored");
+      }
     },
   },
 ];

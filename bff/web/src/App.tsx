@@ -1,4 +1,4 @@
-// Routes and the page layout. Later features (cart, orders, coupons, wallet) add a route here, a
+// Routes and the page layout. Later features (the wallet, the payment pages) add a route here, a
 // link in the nav, and a page under pages/.
 
 import { createBrowserRouter, Navigate, Outlet, useLocation } from "react-router";
@@ -46,8 +46,28 @@ export const router = createBrowserRouter([
       { path: "login", element: <LoginPage /> },
       { path: "register", element: <RegisterPage /> },
       {
+        path: "coupons",
+        lazy: async () => ({ Component: (await import("./pages/Coupons")).CouponsPage }),
+      },
+      {
         element: <RequireSession />,
         children: [
+          {
+            path: "cart",
+            lazy: async () => ({ Component: (await import("./pages/Cart")).CartPage }),
+          },
+          {
+            path: "checkout",
+            lazy: async () => ({ Component: (await import("./pages/Checkout")).CheckoutPage }),
+          },
+          {
+            path: "orders",
+            lazy: async () => ({ Component: (await import("./pages/Orders")).OrdersPage }),
+          },
+          {
+            path: "orders/:orderId",
+            lazy: async () => ({ Component: (await import("./pages/OrderDetail")).OrderDetailPage }),
+          },
           {
             path: "account",
             lazy: async () => ({ Component: (await import("./pages/Account")).AccountPage }),

@@ -7,7 +7,10 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AccountService } from "../gen/mercato/bff/v1/account_service_pb";
 import { AuthService } from "../gen/mercato/bff/v1/auth_service_pb";
+import { CartService } from "../gen/mercato/bff/v1/cart_service_pb";
 import { CatalogService } from "../gen/mercato/bff/v1/catalog_service_pb";
+import { CouponService } from "../gen/mercato/bff/v1/coupon_service_pb";
+import { OrderService } from "../gen/mercato/bff/v1/order_service_pb";
 import { SellerService } from "../gen/mercato/bff/v1/seller_service_pb";
 import { clearSession, getSession, setSession } from "../auth/session";
 
@@ -92,6 +95,12 @@ export const catalogClient = createClient(CatalogService, authedTransport);
 export const accountClient = createClient(AccountService, authedTransport);
 /** SellerService (needs the seller role). */
 export const sellerClient = createClient(SellerService, authedTransport);
+/** CartService (the caller's cart). */
+export const cartClient = createClient(CartService, authedTransport);
+/** OrderService (checkout and the caller's orders; WatchOrder is server streaming). */
+export const orderClient = createClient(OrderService, authedTransport);
+/** CouponService (campaigns are public; claims and "my coupons" need a session). */
+export const couponClient = createClient(CouponService, authedTransport);
 
 /** Signs out at the BFF (revoking the refresh token's session) and forgets the tokens. */
 export async function logout(): Promise<void> {

@@ -8,6 +8,7 @@ import {
   RequestInfoSchema,
   RetryInfoSchema,
 } from "../gen/google/rpc/error_details_pb";
+import { StockShortageSchema } from "../gen/mercato/common/v1/errors_pb";
 
 /** A failure as the UI shows it. */
 export interface UiError {
@@ -27,6 +28,10 @@ export interface UiError {
   requestId: string | undefined;
   /** Seconds to wait before retrying (RetryInfo). */
   retryAfterSeconds: number | undefined;
+  /** ErrorInfo metadata, e.g. the held coupon's `user_coupon_id` of COUPON_ALREADY_CLAIMED. */
+  metadata?: Readonly<Record<string, string>>;
+  /** Per-SKU shortages of INSUFFICIENT_STOCK (StockShortage), sorted by SKU id. */
+  shortages?: ReadonlyArray<{ skuId: string; requested: bigint; available: bigint }>;
 }
 
 function codeName(code: Code): string {
@@ -77,6 +82,15 @@ export function toUiError(thrown: unknown): UiError {
     traceId: firstHeader(error.metadata, "x-trace-id"),
     requestId: firstHeader(error.metadata, "x-request-id") ?? requestInfo?.requestId,
     retryAfterSeconds,
+    metadata: info ? { ...info.metadata } : {},
+    shortages: error
+      .findDetails(StockShortageSchema)
+      .flatMap((shortage) => shortage.lines)
+      .map((line) => ({
+        skuId: line.skuId,
+        requested: line.requestedQuantity,
+        available: line.availableQuantity,
+      })),
   };
 }
 

@@ -1,5 +1,5 @@
-// Shows a failed call: the server's message, any field violations not shown beside a field, and
-// the trace id to quote to support.
+// Shows a failed call: the server's message, any field violations not shown beside a field, the
+// per-SKU shortages of INSUFFICIENT_STOCK, and the trace id to quote to support.
 
 import type { UiError } from "../api/errors";
 
@@ -9,9 +9,11 @@ interface Props {
   title?: string;
   /** Field paths shown next to their inputs, so not repeated here. */
   shownFields?: readonly string[];
+  /** Names a SKU of a stock shortage (e.g. "Mug — Colour: Red"); the SKU id otherwise. */
+  skuName?: (skuId: string) => string | undefined;
 }
 
-export function ErrorBanner({ error, title, shownFields = [] }: Props) {
+export function ErrorBanner({ error, title, shownFields = [], skuName }: Props) {
   if (!error) return null;
   const others = error.fields.filter(
     (v) => !shownFields.some((f) => v.field === f || v.field.endsWith(`.${f}`)),
@@ -33,6 +35,16 @@ export function ErrorBanner({ error, title, shownFields = [] }: Props) {
           {others.map((v) => (
             <li key={v.field}>
               <code>{v.field}</code>: {v.description}
+            </li>
+          ))}
+        </ul>
+      )}
+      {error.shortages && error.shortages.length > 0 && (
+        <ul className="alert-list" data-testid="error-shortages">
+          {error.shortages.map((line) => (
+            <li key={line.skuId}>
+              {skuName?.(line.skuId) ?? <code>{line.skuId}</code>}: {line.requested.toString()} wanted,{" "}
+              {line.available > 0n ? `only ${line.available.toString()} available` : "sold out"}
             </li>
           ))}
         </ul>

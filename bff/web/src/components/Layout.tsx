@@ -1,9 +1,10 @@
-// The page frame: skip link, header with the nav, main, footer.
+// The page frame: skip link, header with the nav (with the cart's item count), main, footer.
 
 import { useEffect, useRef, useState } from "react";
 import { Link, NavLink, Outlet, useLocation, useNavigate } from "react-router";
 import { logout } from "../api/client";
 import { hasRole, useSession } from "../auth/session";
+import { forgetCart, loadCart, useCart } from "../cart/store";
 
 export function Layout() {
   const session = useSession();
@@ -12,6 +13,16 @@ export function Layout() {
   const [busy, setBusy] = useState(false);
   const main = useRef<HTMLElement>(null);
   const first = useRef(true);
+  const cart = useCart();
+  const user = session?.claims.sub ?? null;
+
+  // The header's cart count belongs to whoever is signed in: load it on sign-in, drop it on
+  // sign-out (the pages that change the cart keep it current from their answers).
+  useEffect(() => {
+    if (user === null) forgetCart();
+    else void loadCart(user);
+  }, [user]);
+  const count = cart ? Number(cart.itemCount) : 0;
 
   // Move focus to the new page's content on navigation, so keyboard and screen-reader users
   // start there rather than at the end of the previous page.
@@ -51,6 +62,11 @@ export function Layout() {
               <li>
                 <NavLink to="/products">Shop</NavLink>
               </li>
+              <li>
+                <NavLink to="/coupons" data-testid="nav-coupons">
+                  Coupons
+                </NavLink>
+              </li>
               {hasRole(session, "seller") && (
                 <li>
                   <NavLink to="/seller" data-testid="nav-seller">
@@ -60,6 +76,25 @@ export function Layout() {
               )}
               {session ? (
                 <>
+                  <li>
+                    <NavLink to="/orders" data-testid="nav-orders">
+                      Orders
+                    </NavLink>
+                  </li>
+                  <li>
+                    <NavLink
+                      to="/cart"
+                      data-testid="nav-cart"
+                      aria-label={count > 0 ? `Cart, ${count} ${count === 1 ? "item" : "items"}` : "Cart, empty"}
+                    >
+                      Cart
+                      {count > 0 && (
+                        <span className="cart-count" data-testid="cart-count" aria-hidden="true">
+                          {count}
+                        </span>
+                      )}
+                    </NavLink>
+                  </li>
                   <li>
                     <NavLink to="/account" data-testid="nav-account">
                       {session.label}

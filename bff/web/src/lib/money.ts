@@ -83,3 +83,8 @@ export function parseMoneyInput(text: string, currency: string = shopCurrency): 
 export function moneyInputValue(money: Money | undefined): string {
   return money ? toDecimalString(money.amountMinor, money.currencyCode) : "";
 }
+
+/** Money of `amountMinor` minor units of `currency`. */
+export function moneyOf(amountMinor: bigint, currency: string): Money {
+  return create(MoneySchema, { currencyCode: currency, amountMinor });
+}

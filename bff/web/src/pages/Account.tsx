@@ -6,12 +6,17 @@ import { Code } from "@connectrpc/connect";
 import { accountClient } from "../api/client";
 import { fieldError, toUiError, type UiError } from "../api/errors";
 import { setSessionLabel } from "../auth/session";
+import {
+  ADDRESS_FIELDS,
+  type AddressForm,
+  AddressFields,
+  EMPTY_ADDRESS,
+  fromAddress,
+} from "../components/AddressFields";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Field } from "../components/Field";
 import { Loading, Notice } from "../components/Status";
-import type { PostalAddress } from "../gen/mercato/common/v1/address_pb";
 import { Role } from "../gen/mercato/common/v1/identity_pb";
-import { PREFECTURES } from "../lib/prefectures";
 import { useCall } from "../lib/useCall";
 import { useTitle } from "../lib/useTitle";
 
@@ -111,38 +116,6 @@ function ProfileSection() {
   );
 }
 
-type AddressForm = Omit<PostalAddress, "$typeName" | "$unknown">;
-
-const EMPTY_ADDRESS: AddressForm = {
-  recipientName: "",
-  recipientNameKana: "",
-  countryCode: "JP",
-  postalCode: "",
-  region: "",
-  locality: "",
-  addressLine1: "",
-  addressLine2: "",
-  phoneNumber: "",
-};
-
-function fromAddress(address: PostalAddress | undefined): AddressForm {
-  if (!address) return EMPTY_ADDRESS;
-  const { $typeName: _t, $unknown: _u, ...fields } = address;
-  return fields;
-}
-
-const ADDRESS_FIELDS = [
-  "recipient_name",
-  "recipient_name_kana",
-  "country_code",
-  "postal_code",
-  "region",
-  "locality",
-  "address_line1",
-  "address_line2",
-  "phone_number",
-];
-
 function AddressSection() {
   const saved = useCall(async (signal) => {
     try {
@@ -180,11 +153,6 @@ function AddressSection() {
     }
   };
 
-  const set = (name: keyof AddressForm) => (e: { target: { value: string } }) =>
-    setForm((f) => ({ ...f, [name]: e.target.value }));
-  const err = (path: string) => fieldError(error, `shipping_address.${path}`) ?? fieldError(error, path);
-  const jp = form.countryCode.trim().toUpperCase() === "JP";
-
   return (
     <section aria-labelledby="address-heading" className="panel">
       <h2 id="address-heading">Shipping address</h2>
@@ -197,38 +165,7 @@ function AddressSection() {
           {notice && <Notice>Address saved.</Notice>}
           <ErrorBanner error={error} title="Could not save the address" shownFields={ADDRESS_FIELDS} />
           <form onSubmit={onSubmit} noValidate data-testid="address-form">
-            <Field label="Recipient name" name="recipient_name" required autoComplete="name"
-              value={form.recipientName} onChange={set("recipientName")} error={err("recipient_name")} />
-            {jp && (
-              <Field label="Name in katakana" name="recipient_name_kana" hint="Optional, e.g. ヤマダ タロウ"
-                value={form.recipientNameKana} onChange={set("recipientNameKana")}
-                error={err("recipient_name_kana")} />
-            )}
-            <Field label="Country code" name="country_code" required autoComplete="country"
-              hint="Two letters, e.g. JP" maxLength={2}
-              value={form.countryCode} onChange={set("countryCode")} error={err("country_code")} />
-            <Field label="Postal code" name="postal_code" required autoComplete="postal-code"
-              hint={jp ? "Seven digits, e.g. 150-0001" : undefined}
-              value={form.postalCode} onChange={set("postalCode")} error={err("postal_code")} />
-            <Field label={jp ? "Prefecture" : "State / region"} name="region" required={jp}
-              autoComplete="address-level1" list={jp ? "prefectures" : undefined}
-              value={form.region} onChange={set("region")} error={err("region")} />
-            <datalist id="prefectures">
-              {PREFECTURES.map((p) => (
-                <option key={p} value={p} />
-              ))}
-            </datalist>
-            <Field label="City / ward" name="locality" required autoComplete="address-level2"
-              value={form.locality} onChange={set("locality")} error={err("locality")} />
-            <Field label="Address line 1" name="address_line1" required autoComplete="address-line1"
-              hint="Street, block and building number"
-              value={form.addressLine1} onChange={set("addressLine1")} error={err("address_line1")} />
-            <Field label="Address line 2" name="address_line2" autoComplete="address-line2"
-              hint="Building, floor, room (optional)"
-              value={form.addressLine2} onChange={set("addressLine2")} error={err("address_line2")} />
-            <Field label="Phone number" name="phone_number" required type="tel" autoComplete="tel"
-              hint={jp ? "e.g. 090-1234-5678" : "International format, e.g. +14155550100"}
-              value={form.phoneNumber} onChange={set("phoneNumber")} error={err("phone_number")} />
+            <AddressFields form={form} onChange={setForm} error={error} />
             <button type="submit" disabled={busy}>
               {busy ? "Saving…" : "Save address"}
             </button>

@@ -1,12 +1,15 @@
 // One product: images, variant selection by option values, the chosen SKU's price and
-// availability.
+// availability, and "Add to cart" for the chosen SKU.
 
-import { useEffect, useMemo, useState } from "react";
-import { Link, useParams } from "react-router";
+import { type FormEvent, useEffect, useMemo, useState } from "react";
+import { Link, useLocation, useParams } from "react-router";
 import { Code } from "@connectrpc/connect";
-import { catalogClient } from "../api/client";
+import { cartClient, catalogClient, idempotencyKey } from "../api/client";
+import { fieldError, toUiError, type UiError } from "../api/errors";
+import { useSession } from "../auth/session";
+import { setCart } from "../cart/store";
 import { ErrorBanner } from "../components/ErrorBanner";
-import { Loading } from "../components/Status";
+import { Loading, Notice } from "../components/Status";
 import type { Product, Sku } from "../gen/mercato/bff/v1/catalog_types_pb";
 import { formatMoney, formatPriceRange } from "../lib/money";
 import { useCall } from "../lib/useCall";
@@ -163,6 +166,8 @@ function ProductView({ product }: { product: Product }) {
             </p>
           )}
 
+          <AddToCart key={sku?.skuId ?? "none"} sku={sku} />
+
           {description && <p className="description">{description}</p>}
 
           {attributes.length > 0 && (
@@ -185,5 +190,86 @@ function ProductView({ product }: { product: Product }) {
         </div>
       </div>
     </article>
+  );
+}
+
+/** Quantity and "Add to cart" for the chosen SKU (signed-out visitors are asked to sign in). */
+function AddToCart({ sku }: { sku: Sku | undefined }) {
+  const session = useSession();
+  const location = useLocation();
+  const [quantity, setQuantity] = useState("1");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<UiError | null>(null);
+  const [added, setAdded] = useState<string | null>(null);
+
+  if (!session) {
+    return (
+      <p className="add-to-cart">
+        <Link to="/login" state={{ from: location.pathname }} data-testid="sign-in-to-buy">
+          Sign in to add this to your cart
+        </Link>
+      </p>
+    );
+  }
+  const purchasable = sku !== undefined && sku.active && sku.availableQuantity > 0n;
+
+  const onSubmit = async (event: FormEvent) => {
+    event.preventDefault();
+    if (!sku) return;
+    const units = Number(quantity);
+    setError(null);
+    setAdded(null);
+    setBusy(true);
+    try {
+      // One key per click: a transport retry of this click adds once; the next click adds again.
+      const response = await cartClient.addCartItem({
+        skuId: sku.skuId,
+        quantity: BigInt(Number.isInteger(units) ? units : 0),
+        idempotencyKey: idempotencyKey(),
+      });
+      setCart(response.cart);
+      const line = response.cart?.lines.find((l) => l.skuId === sku.skuId);
+      setAdded(`Added to your cart${line ? ` (${line.quantity.toString()} in the cart)` : ""}.`);
+    } catch (thrown) {
+      setError(toUiError(thrown));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form className="add-to-cart" onSubmit={onSubmit} noValidate data-testid="add-to-cart">
+      <div className="row">
+        <div className={`field quantity-field${fieldError(error, "quantity") ? " field-invalid" : ""}`}>
+          <label htmlFor="add-quantity">Quantity</label>
+          <input
+            id="add-quantity"
+            name="quantity"
+            type="number"
+            inputMode="numeric"
+            min={1}
+            max={999}
+            value={quantity}
+            onChange={(e) => setQuantity(e.target.value)}
+            aria-invalid={fieldError(error, "quantity") ? true : undefined}
+            aria-describedby={fieldError(error, "quantity") ? "add-quantity-error" : undefined}
+          />
+          {fieldError(error, "quantity") && (
+            <p className="field-error" id="add-quantity-error" data-testid="field-error-quantity">
+              {fieldError(error, "quantity")}
+            </p>
+          )}
+        </div>
+        <button type="submit" disabled={busy || !purchasable} data-testid="add-to-cart-button">
+          {busy ? "Adding…" : purchasable ? "Add to cart" : "Unavailable"}
+        </button>
+      </div>
+      {added && (
+        <Notice>
+          {added} <Link to="/cart">View cart</Link>
+        </Notice>
+      )}
+      <ErrorBanner error={error} title="Could not add to the cart" shownFields={["quantity"]} />
+    </form>
   );
 }
