@@ -25,6 +25,10 @@ use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+/// The BFF's `WATCH_MAX_DURATION` in the journey, in seconds: short, so an order page outlives a
+/// watch.
+const WATCH_MAX_SECONDS: u64 = 2;
+
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
 }
@@ -45,7 +49,12 @@ async fn the_storefront_journeys_pass_in_chromium() {
 
     let services = Services::start().await;
     let root = dist.display().to_string();
-    let bff = services.bff(&[("WEB_ROOT", &root)]).await;
+    // Watches end after WATCH_MAX_SECONDS (UNAVAILABLE), so the journey sees the order page
+    // watch again and stay live.
+    let watch_max = format!("{WATCH_MAX_SECONDS}s");
+    let bff = services
+        .bff(&[("WEB_ROOT", &root), ("WATCH_MAX_DURATION", &watch_max)])
+        .await;
     let channel = bff.channel().await;
     let user_uri = services.users.grpc_uri();
     let seller_token = token_with_role(&channel, &user_uri, common::Role::Seller).await;
@@ -62,6 +71,7 @@ async fn the_storefront_journeys_pass_in_chromium() {
         .env("BASE_URL", bff.url())
         .env("SEED_SELLER_TOKEN", seller_token)
         .env("SEED_ADMIN_TOKEN", admin_token)
+        .env("E2E_WATCH_MAX_SECONDS", WATCH_MAX_SECONDS.to_string())
         .env("CHROMIUM_PATH", &chromium)
         .env("E2E_ARTIFACTS", &artifacts)
         .current_dir(&web)

@@ -14,15 +14,18 @@
 //                      are skipped and checkout goes without a coupon.
 //   E2E_API_URL        where seeding calls the BFF (default BASE_URL; set it to the BFF when
 //                      BASE_URL is Vite's dev server)
+//   E2E_WATCH_MAX_SECONDS  the BFF's WATCH_MAX_DURATION when it is short: the order page is then
+//                      checked to watch again after the BFF ends a watch UNAVAILABLE
 //
 // Journeys: home → register (a validation error first) → search → product detail with a
 // variant switch → account address (a validation error first, then saved and normalised) →
 // sign out → a refused sign-in shows the server's message → sign in again → add two variants to
 // the cart (one beyond its stock) → the cart shows their statuses, a quantity fixes the short
 // line → claim coupons (one already claimed on "another device" reads "you already have it") →
-// checkout with the saved address, SANDBOX and a coupon, by double click → the order page shows
-// PENDING live → the history shows exactly one order → cancel → CANCELLED on screen and the watch
-// ends on it → the coupon is available again. The console must stay free of errors throughout.
+// checkout with the saved address, SANDBOX and a coupon: refused while a line sold out (the line
+// named, the trace id shown), then placed by double click once it is back → the order page shows
+// PENDING live (and watches again when the BFF ends a watch) → the history shows exactly one
+// order → cancel → CANCELLED on screen and the watch ends on it → the coupon is available again. The console must stay free of errors throughout.
 // Exits non-zero on the first failure, naming the step.
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -39,6 +42,9 @@ const SEED_TOKEN = process.env.SEED_SELLER_TOKEN || "";
 const ADMIN_TOKEN = process.env.SEED_ADMIN_TOKEN || "";
 const API_URL = (process.env.E2E_API_URL || BASE_URL).replace(/\/+$/, "");
 const TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS || 15_000);
+// The BFF's WATCH_MAX_DURATION in seconds, when the test set it short: the order page must then
+// be seen watching again after the BFF ended a watch UNAVAILABLE.
+const WATCH_MAX_SECONDS = Number(process.env.E2E_WATCH_MAX_SECONDS || 0);
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 const user = {
@@ -127,11 +133,25 @@ async function seedProduct() {
   await seller.publishProduct({ productId: product.productId });
   return {
     productId: product.productId,
+    greenSkuId: product.skus.find((s) => s.optionValues.Colour === "Green").skuId,
     name,
     redCode: `E2E-${runId}-RED`,
     blueCode: `E2E-${runId}-BLUE`,
     greenCode: `E2E-${runId}-GREEN`,
   };
+}
+
+/** Sets a SKU's units on hand as its seller (reading the stock version first). */
+async function setStock(skuId, onHand) {
+  const seller = await apiClient("seller_service", "SellerService", SEED_TOKEN);
+  const { stock } = await seller.getSkuStock({ skuId });
+  await seller.adjustStock({
+    skuId,
+    onHand: BigInt(onHand),
+    expectedVersion: stock.version,
+    reason: "e2e",
+    idempotencyKey: `e2e-stock-${skuId}-${stock.version}-${onHand}`,
+  });
 }
 
 /**
@@ -549,6 +569,28 @@ const steps = [
         assert((await text(page.getByTestId("checkout-discount"))).includes("300"), "the coupon's ¥300 is not shown");
       }
       await screenshot(page, "checkout");
+
+      // Green sells out while the shopper is on this page: the order is refused with the
+      // server's message, the blocked line named, and a trace id for support.
+      await setStock(seeded.greenSkuId, 0);
+      await page.getByTestId("place-order").click();
+      const banner = form.getByTestId("error-banner");
+      await banner.waitFor({ timeout: TIMEOUT_MS });
+      assert((await banner.getAttribute("data-code")) === "FAILED_PRECONDITION",
+        `the sold-out checkout answered ${await banner.getAttribute("data-code")}`);
+      assert((await banner.getAttribute("data-reason")) === "CART_NOT_CHECKOUTABLE",
+        `the sold-out checkout's reason is ${await banner.getAttribute("data-reason")}`);
+      const blocked = await text(banner.getByTestId("error-preconditions"));
+      assert(blocked.includes("Colour: Green") && /out of stock/i.test(blocked), `the blocked line reads "${blocked}"`);
+      const message = await text(banner.getByTestId("error-message"));
+      assert(message.length > 0 && !/could not be reached|something went wrong/i.test(message),
+        `the refusal shows a generic message: "${message}"`);
+      assert(/trace id/i.test(await text(banner.getByTestId("error-trace"))), "the refusal shows no trace id");
+      await screenshot(page, "checkout-refused");
+
+      // The unit is back: pressing again is a new attempt (the refusal took the old key away),
+      // so it is judged on the stock as it is now instead of replaying the refusal.
+      await setStock(seeded.greenSkuId, 1);
       // A double click places one order: the form's idempotency key is the same for both.
       await page.getByTestId("place-order").dblclick();
       await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, { timeout: TIMEOUT_MS });
@@ -578,6 +620,19 @@ const steps = [
       // The checkout emptied the cart: the header no longer counts items.
       await page.waitForFunction(() => !document.querySelector('[data-testid="cart-count"]'), null, { timeout: TIMEOUT_MS });
       await screenshot(page, "order-pending");
+      if (WATCH_MAX_SECONDS > 0) {
+        // The BFF ends every watch UNAVAILABLE after WATCH_MAX_DURATION: the page watches again
+        // and stays live, still showing the order.
+        await page.waitForFunction(
+          () => Number(document.querySelector('[data-testid="watch-state"]')?.getAttribute("data-watches")) >= 2,
+          null,
+          { timeout: TIMEOUT_MS + WATCH_MAX_SECONDS * 1000 },
+        );
+        await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "live");
+        assert((await page.getByTestId("order-status").getAttribute("data-status")) === status,
+          "the order's status changed across a re-watch");
+        assert((await page.getByTestId("error-banner").count()) === 0, "a re-watch shows an error");
+      }
     },
   },
   {

@@ -5,6 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   BadRequestSchema,
   ErrorInfoSchema,
+  PreconditionFailureSchema,
   RequestInfoSchema,
   RetryInfoSchema,
 } from "../gen/google/rpc/error_details_pb";
@@ -32,6 +33,8 @@ export interface UiError {
   metadata?: Readonly<Record<string, string>>;
   /** Per-SKU shortages of INSUFFICIENT_STOCK (StockShortage), sorted by SKU id. */
   shortages?: ReadonlyArray<{ skuId: string; requested: bigint; available: bigint }>;
+  /** PreconditionFailure violations, e.g. CART_NOT_CHECKOUTABLE's blocked lines (type CART_LINE). */
+  preconditions?: ReadonlyArray<{ type: string; subject: string; description: string }>;
 }
 
 function codeName(code: Code): string {
@@ -91,7 +94,29 @@ export function toUiError(thrown: unknown): UiError {
         requested: line.requestedQuantity,
         available: line.availableQuantity,
       })),
+    preconditions: error
+      .findDetails(PreconditionFailureSchema)
+      .flatMap((failure) => failure.violations)
+      .map((v) => ({ type: v.type, subject: v.subject, description: v.description })),
   };
+}
+
+/**
+ * Whether the call may have taken effect or may succeed unchanged on a retry (the network or the
+ * server failed, or the same request is still running) — as opposed to a definitive refusal.
+ * A form keeps its idempotency key across the former and takes a new one after the latter, so a
+ * corrected retry is judged afresh instead of replaying the refusal.
+ */
+export function isRetryable(error: UiError): boolean {
+  return (
+    error.code === Code.Unavailable ||
+    error.code === Code.Unknown ||
+    error.code === Code.DeadlineExceeded ||
+    error.code === Code.Aborted ||
+    error.code === Code.Internal ||
+    error.code === Code.Canceled ||
+    error.code === Code.ResourceExhausted
+  );
 }
 
 /** The violation for a form field: its exact path, or a path that ends with it. */

@@ -1,7 +1,16 @@
 // Shows a failed call: the server's message, any field violations not shown beside a field, the
-// per-SKU shortages of INSUFFICIENT_STOCK, and the trace id to quote to support.
+// per-SKU shortages of INSUFFICIENT_STOCK and the blocked lines of a precondition failure, and the
+// trace id to quote to support.
 
 import type { UiError } from "../api/errors";
+import { CartLineStatus } from "../gen/mercato/common/v1/enums_pb";
+import { CART_LINE_LABEL } from "../lib/labels";
+
+/** A precondition's description made readable: a cart line status name becomes its label. */
+function describe(description: string): string {
+  const status = CartLineStatus[description.replace(/^CART_LINE_STATUS_/, "") as keyof typeof CartLineStatus];
+  return typeof status === "number" ? CART_LINE_LABEL[status] : description;
+}
 
 interface Props {
   error: UiError | null;
@@ -49,6 +58,21 @@ export function ErrorBanner({ error, title, shownFields = [], skuName }: Props) 
           ))}
         </ul>
       )}
+      {(() => {
+        // Stock violations repeat the shortages above; the rest name what blocked the call.
+        const shown = (error.preconditions ?? []).filter(
+          (v) => v.subject && !(v.type === "STOCK" && (error.shortages?.length ?? 0) > 0),
+        );
+        return shown.length > 0 ? (
+          <ul className="alert-list" data-testid="error-preconditions">
+            {shown.map((v) => (
+              <li key={`${v.type}-${v.subject}`} data-subject={v.subject}>
+                {skuName?.(v.subject) ?? <code>{v.subject}</code>}: {describe(v.description)}
+              </li>
+            ))}
+          </ul>
+        ) : null;
+      })()}
       {(error.traceId || error.requestId) && (
         <p className="alert-meta" data-testid="error-trace">
           For support, quote {error.traceId ? <>trace id <code>{error.traceId}</code></> : null}

@@ -20,6 +20,8 @@ export interface WatchedOrder {
   status: WatchStatus;
   /** The state in the last message the stream itself delivered (what "live" has shown). */
   streamed: OrderStatus | undefined;
+  /** How many watches this page opened for the order (1 until a cut watch is replaced). */
+  watches: number;
   /** Why the watch gave up (NOT_FOUND, …); null otherwise. */
   error: UiError | null;
   /** Shows an order another call returned (e.g. CancelOrder) unless the watch already has newer. */
@@ -31,8 +33,8 @@ export interface WatchedOrder {
 /** Ends that mean "watch again": the stream was cut, not refused. */
 const RETRYABLE = new Set<Code>([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Unknown]);
 
-/** A watch that lasted this long resets the back-off. */
-const STEADY_MS = 10_000;
+/** The least pause between two watches (so a server that cuts every watch at once is not hammered). */
+const MIN_GAP_MS = 250;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -59,6 +61,7 @@ export function useWatchOrder(orderId: string): WatchedOrder {
   const [status, setStatus] = useState<WatchStatus>("connecting");
   const [error, setError] = useState<UiError | null>(null);
   const [streamed, setStreamed] = useState<OrderStatus | undefined>(undefined);
+  const [watches, setWatches] = useState(0);
   const [generation, setGeneration] = useState(0);
   const latest = useRef<Order | undefined>(undefined);
   const watched = useRef(orderId);
@@ -79,6 +82,7 @@ export function useWatchOrder(orderId: string): WatchedOrder {
       latest.current = undefined;
       setOrder(undefined);
       setStreamed(undefined);
+      setWatches(0);
     }
     setStatus("connecting");
     setError(null);
@@ -86,11 +90,13 @@ export function useWatchOrder(orderId: string): WatchedOrder {
     (async () => {
       let failures = 0;
       for (;;) {
-        const started = Date.now();
+        let received = false;
         let retryAfterMs: number | undefined;
+        setWatches((n) => n + 1);
         try {
           for await (const message of orderClient.watchOrder({ orderId }, { signal })) {
             if (signal.aborted) return;
+            received = true;
             apply(message.order);
             if (message.order) setStreamed(message.order.status);
             setStatus("live");
@@ -125,9 +131,11 @@ export function useWatchOrder(orderId: string): WatchedOrder {
           setStatus("ended");
           return;
         }
-        failures = Date.now() - started > STEADY_MS ? 1 : failures + 1;
+        // A watch that delivered the state was healthy (cut by its maximum duration or a
+        // restart): watch again at once. One that got nothing through backs off, up to 10 s.
+        failures = received ? 0 : failures + 1;
         setStatus("reconnecting");
-        const backoff = Math.min(10_000, 500 * 2 ** Math.min(failures - 1, 5));
+        const backoff = failures === 0 ? MIN_GAP_MS : Math.min(10_000, 500 * 2 ** Math.min(failures - 1, 5));
         await sleep(Math.max(retryAfterMs ?? 0, backoff), signal);
         if (signal.aborted) return;
       }
@@ -137,5 +145,5 @@ export function useWatchOrder(orderId: string): WatchedOrder {
   }, [orderId, generation, apply]);
 
   const retry = useCallback(() => setGeneration((g) => g + 1), []);
-  return { order, status, streamed, error, apply, retry };
+  return { order, status, streamed, watches, error, apply, retry };
 }

@@ -1,13 +1,14 @@
 // Checkout of the cart: where to ship (the saved address, or another one), how to pay, an
 // optional coupon, and "Place order". The idempotency key is made when the form opens and kept
 // across retries of the same form, so a double click or a retry after a network failure makes one
-// order; any change to the form is a new request, so a new key.
+// order; any change to the form, or a definitive refusal, makes the next press a new request with
+// a new key.
 
 import { type FormEvent, useEffect, useMemo, useRef, useState } from "react";
 import { Link, useNavigate } from "react-router";
 import { Code } from "@connectrpc/connect";
 import { accountClient, cartClient, couponClient, idempotencyKey, orderClient } from "../api/client";
-import { toUiError, type UiError } from "../api/errors";
+import { isRetryable, toUiError, type UiError } from "../api/errors";
 import { useSession } from "../auth/session";
 import { loadCart, setCart } from "../cart/store";
 import {
@@ -149,7 +150,12 @@ function CheckoutForm({ cart, saved, coupons }: FormProps) {
       if (session) void loadCart(session.claims.sub);
       navigate(`/orders/${order?.orderId ?? ""}`, { state: { placed: true, replayed: response.replayed } });
     } catch (thrown) {
-      setError(toUiError(thrown));
+      const failure = toUiError(thrown);
+      // A refusal created nothing: the next press is a new attempt (judged on the stock, cart and
+      // coupon as they are then), not a replay of this refusal. After a network or server
+      // failure the key stays, so the retry cannot make a second order.
+      if (!isRetryable(failure)) key.current = idempotencyKey();
+      setError(failure);
       setBusy(false);
     }
   };

@@ -73,6 +73,7 @@ export function OrderDetailPage() {
           data-testid="watch-state"
           data-watch={watch.status}
           data-streamed={watch.streamed === undefined ? "" : OrderStatus[watch.streamed]}
+          data-watches={watch.watches}
         >
           <span className={`live-dot live-dot-${watch.status}`} aria-hidden="true" />
           {WATCH_LABEL[watch.status]}
