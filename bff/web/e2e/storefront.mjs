@@ -499,8 +499,9 @@ const steps = [
       assert(await page.getByTestId("checkout-blocked").isVisible(), "the reason checkout is blocked is not shown");
       await screenshot(page, "cart-over-stock");
 
+      // By keyboard: Enter in the quantity field submits that line's change.
       await green.getByLabel(/^Quantity/).fill("1");
-      await green.getByTestId("update-quantity").click();
+      await green.getByLabel(/^Quantity/).press("Enter");
       await waitForAttribute(green, "data-status", "AVAILABLE");
       assert((await text(page.getByTestId("cart-subtotal"))).includes("3,900"),
         `the subtotal reads "${await text(page.getByTestId("cart-subtotal"))}", not ¥3,900`);
@@ -670,7 +671,11 @@ const steps = [
       if (!seeded) return;
       await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "live");
       await page.getByTestId("cancel-order").click();
-      await page.getByTestId("confirm-cancel").click();
+      // The confirmation takes the focus, so a keyboard user answers it with Enter.
+      await page.getByTestId("confirm-cancel").waitFor({ timeout: TIMEOUT_MS });
+      assert(await page.getByTestId("confirm-cancel").evaluate((button) => button === document.activeElement),
+        "the cancel confirmation does not take the focus");
+      await page.keyboard.press("Enter");
       await waitForAttribute(page.getByTestId("order-status"), "data-status", "CANCELLED");
       // The stream itself delivered the terminal state and ended there (OK after a terminal
       // state): the page did not only show CancelOrder's answer.

@@ -265,7 +265,9 @@ function CancelOrder({ order, onCancelled }: { order: Order; onCancelled: (order
       {confirming ? (
         <div role="group" aria-labelledby="cancel-question" className="actions">
           <p id="cancel-question">Cancel this order? Its items go back on sale.</p>
-          <button type="button" className="danger-solid" onClick={cancel} disabled={busy} data-testid="confirm-cancel">
+          {/* Focus moves to the question's answer: the button pressed to ask is gone. */}
+          <button type="button" className="danger-solid" onClick={cancel} disabled={busy} data-testid="confirm-cancel"
+            autoFocus>
             {busy ? "Cancelling…" : "Yes, cancel the order"}
           </button>
           <button type="button" className="secondary" onClick={() => setConfirming(false)} disabled={busy}>
