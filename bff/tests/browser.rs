@@ -85,6 +85,8 @@ async fn the_storefront_journeys_pass_in_chromium() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    // Shown with `--no-capture` (or nextest's `--success-output`): the steps and their summary.
+    println!("{report}");
     assert!(
         output.status.success(),
         "storefront journeys failed (screenshots in {}):\n{report}",

@@ -538,6 +538,8 @@ const steps = [
 
       await here.getByTestId("claim").click();
       await here.locator('[data-result="claimed"]').waitFor({ timeout: TIMEOUT_MS });
+      assert(await here.locator(".claim-answer").evaluate((el) => el === document.activeElement),
+        "the claim's answer does not take the focus from the button it replaced");
       await page.waitForFunction(
         () => document.querySelectorAll('[data-testid="my-coupon"][data-status="AVAILABLE"]').length === 2,
         null,

@@ -3,7 +3,7 @@
 // server answers ALREADY_EXISTS (claimed before, e.g. on another device) reads "you already have
 // it", not as an error.
 
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link, useLocation } from "react-router";
 import { Code } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -157,6 +157,11 @@ function CampaignCard({ campaign, signedIn, from, held, busy, result, onClaim }:
   const started = !campaign.startTime || timestampDate(campaign.startTime).getTime() <= Date.now();
   const soldOut = campaign.remainingQuantity <= 0n;
   const headingId = `campaign-${campaign.campaignId}`;
+  // The Claim button goes away with the answer: keyboard and screen-reader users land on it.
+  const answer = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (result) answer.current?.focus();
+  }, [result]);
   return (
     <li className="coupon-card panel" data-testid="campaign" data-campaign-id={campaign.campaignId}
       aria-labelledby={headingId}>
@@ -171,7 +176,7 @@ function CampaignCard({ campaign, signedIn, from, held, busy, result, onClaim }:
         </span>
         {campaign.coupon?.validityDays ? ` · usable ${campaign.coupon.validityDays} days after claiming` : ""}
       </p>
-      <div aria-live="polite">
+      <div aria-live="polite" ref={answer} tabIndex={-1} className="claim-answer">
         {result?.kind === "claimed" ? (
           <p className="claim-result claim-ok" data-testid="claim-result" data-result="claimed">
             Claimed: it is in your coupons below.
