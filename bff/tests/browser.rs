@@ -85,8 +85,13 @@ async fn the_storefront_journeys_pass_in_chromium() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    // Shown with `--no-capture` (or nextest's `--success-output`): the steps and their summary.
-    println!("{report}");
+    #[allow(
+        clippy::print_stdout,
+        reason = "the journey's steps and summary, shown with --no-capture or --success-output"
+    )]
+    {
+        println!("{report}");
+    }
     assert!(
         output.status.success(),
         "storefront journeys failed (screenshots in {}):\n{report}",
