@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use mercato_platform::error::{self, ErrorCode};
 use mercato_platform::principal::{self, Role};
 use mercato_proto::mercato::common::v1::{OrderCancellationReason, OrderStatus};
 use mercato_proto::mercato::order::v1 as pb;
@@ -403,7 +404,9 @@ impl OrderService for OrderGrpc {
 /// Ends a watch of a non-terminal order because this server stops: UNAVAILABLE tells the client
 /// to watch again (elsewhere), where a bare end of stream would read as OK, "the order is done".
 async fn ended_early(sender: &mpsc::Sender<Result<pb::WatchOrderResponse, Status>>) {
-    let status = Status::unavailable("the order service is stopping; watch the order again");
+    // The same masked UNAVAILABLE (ErrorInfo with a correlation id) as any other; not logged as
+    // a failure, since a stopping server ends its watches by design.
+    let status = error::masked(ErrorCode::Unavailable, &error::correlation_id());
     let _ = sender.send(Err(status)).await;
 }
 
