@@ -6,18 +6,22 @@
 //! and coupons by the order service (`OrderService` and `CouponService`, with the admin's own
 //! principal: the order service checks ROLE_ADMIN again, records an admin cancellation as
 //! ADMIN_REQUESTED and scopes the coupon idempotency keys to the admin). `IssueCoupon` checks
-//! with the user service that the receiving account exists before the coupon is issued. The
-//! payment and shipment RPCs answer UNIMPLEMENTED until the services that own those resources
-//! serve them.
+//! with the user service that the receiving account exists before the coupon is issued.
+//! Payments are served by the payment service with the admin's principal (it checks ROLE_ADMIN
+//! again and scopes refund idempotency keys to the admin); admin views of a payment never carry
+//! its client secret. The shipment RPCs answer UNIMPLEMENTED until the process service serves
+//! them.
 
 use mercato_platform::grpc::ClientChannel;
 use mercato_platform::principal::{self, Role};
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::order::v1 as order;
+use mercato_proto::mercato::payment::v1 as payment;
 use mercato_proto::mercato::product::v1 as product;
 use mercato_proto::mercato::user::v1 as user;
 use order::coupon_service_client::CouponServiceClient;
 use order::order_service_client::OrderServiceClient;
+use payment::payment_service_client::PaymentServiceClient;
 use product::product_service_client::ProductServiceClient;
 use tonic::{Request, Response, Status};
 use user::user_service_client::UserServiceClient;
@@ -29,6 +33,7 @@ use crate::coupon::{
 use crate::error::{broken_contract, downstream, missing_field};
 use crate::grpc::account;
 use crate::order::{View, order_of, public_order};
+use crate::payment::{payment_of, public_payment};
 
 /// `mercato.bff.v1.AdminService`.
 #[derive(Debug, Clone)]
@@ -37,20 +42,23 @@ pub struct AdminGrpc {
     products: ProductServiceClient<ClientChannel>,
     orders: OrderServiceClient<ClientChannel>,
     coupons: CouponServiceClient<ClientChannel>,
+    payments: PaymentServiceClient<ClientChannel>,
 }
 
 impl AdminGrpc {
-    /// The handler over the user, product and order service channels.
+    /// The handler over the user, product, order and payment service channels.
     pub fn new(
         user_channel: ClientChannel,
         product_channel: ClientChannel,
         order_channel: ClientChannel,
+        payment_channel: ClientChannel,
     ) -> Self {
         Self {
             users: UserServiceClient::new(user_channel),
             products: ProductServiceClient::new(product_channel),
             orders: OrderServiceClient::new(order_channel.clone()),
             coupons: CouponServiceClient::new(order_channel),
+            payments: PaymentServiceClient::new(payment_channel),
         }
     }
 }
@@ -70,6 +78,14 @@ fn not_served(rpc: &str, owner: &str) -> Status {
 fn target_user(target_user_id: &str) -> Result<(), Status> {
     if target_user_id.is_empty() {
         return Err(missing_field("target_user_id"));
+    }
+    optional_target_user(target_user_id)
+}
+
+/// An optional `target_user_id` filter: empty, or a UUID (checked here for the same reason).
+fn optional_target_user(target_user_id: &str) -> Result<(), Status> {
+    if target_user_id.is_empty() {
+        return Ok(());
     }
     uuid::Uuid::parse_str(target_user_id)
         .map(drop)
@@ -342,7 +358,38 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::SearchPaymentsRequest>,
     ) -> Result<Response<bff::SearchPaymentsResponse>, Status> {
         admin(&request)?;
-        Err(not_served("SearchPayments", "payment"))
+        let bff::SearchPaymentsRequest {
+            page_size,
+            page_token,
+            target_user_id,
+            order_id,
+            statuses,
+        } = request.into_inner();
+        optional_target_user(&target_user_id)?;
+        let payment::SearchPaymentsResponse {
+            payments,
+            next_page_token,
+        } = self
+            .payments
+            .clone()
+            .search_payments(payment::SearchPaymentsRequest {
+                page_size,
+                page_token,
+                user_id: target_user_id,
+                order_id,
+                statuses,
+                method: 0,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::SearchPaymentsResponse {
+            payments: payments
+                .into_iter()
+                .map(|found| public_payment(found, View::Admin, ""))
+                .collect(),
+            next_page_token,
+        }))
     }
 
     async fn refund_payment(
@@ -350,7 +397,33 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::RefundPaymentRequest>,
     ) -> Result<Response<bff::RefundPaymentResponse>, Status> {
         admin(&request)?;
-        Err(not_served("RefundPayment", "payment"))
+        let bff::RefundPaymentRequest {
+            payment_id,
+            amount,
+            reason,
+            idempotency_key,
+        } = request.into_inner();
+        // The admin's principal is forwarded as it is: the payment service checks the role
+        // again and scopes the idempotency key to this admin.
+        let payment::RefundPaymentResponse { refund: _, payment } = self
+            .payments
+            .clone()
+            .refund_payment(payment::RefundPaymentRequest {
+                payment_id,
+                amount,
+                reason,
+                idempotency_key,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::RefundPaymentResponse {
+            payment: Some(payment_of(
+                payment,
+                View::Admin,
+                "RefundPaymentResponse.payment",
+            )?),
+        }))
     }
 
     async fn create_coupon(

@@ -20,6 +20,7 @@ use mercato_proto::mercato::bff::v1::catalog_service_server::CatalogServiceServe
 use mercato_proto::mercato::bff::v1::coupon_service_server::CouponServiceServer;
 use mercato_proto::mercato::bff::v1::order_service_server::OrderServiceServer;
 use mercato_proto::mercato::bff::v1::seller_service_server::SellerServiceServer;
+use mercato_proto::mercato::bff::v1::wallet_service_server::WalletServiceServer;
 use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,14 +39,16 @@ use crate::edge::{EdgeLayer, EdgeState, REQUEST_ID_HEADER, TRACE_ID_HEADER};
 use crate::grpc::{AccountGrpc, AuthGrpc};
 use crate::jwt::Verifier;
 use crate::order::{OrderGrpc, WatchPolicy};
+use crate::payment::OrderPayments;
 use crate::rate_limit::RateLimiter;
 use crate::seller::SellerGrpc;
 use crate::settings::BffSettings;
+use crate::wallet::WalletGrpc;
 
 /// Errors building or running the BFF.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The user-service channel could not be built.
+    /// A service channel could not be built (an invalid endpoint URL).
     #[error("invalid user service endpoint")]
     Channel(#[from] ChannelError),
     /// The JWKS HTTP client could not be built.
@@ -166,6 +169,10 @@ impl Application {
             &settings.order_service_url,
             &ChannelOptions::new(principal::EDGE_CALLER),
         )?;
+        let payment_channel = connect_lazy(
+            &settings.payment_service_url,
+            &ChannelOptions::new(principal::EDGE_CALLER),
+        )?;
         let verifier = Verifier::new(settings.issuers.clone(), settings.jwks, http);
         let limiter = RateLimiter::new(settings.redis.clone(), settings.rate_limits);
         let edge = Arc::new(EdgeState::new(
@@ -192,6 +199,7 @@ impl Application {
             <OrderServiceServer<OrderGrpc> as NamedService>::NAME,
             <CouponServiceServer<CouponGrpc> as NamedService>::NAME,
             <SellerServiceServer<SellerGrpc> as NamedService>::NAME,
+            <WalletServiceServer<WalletGrpc> as NamedService>::NAME,
             <AdminServiceServer<AdminGrpc> as NamedService>::NAME,
         ];
 
@@ -236,6 +244,7 @@ impl Application {
                 channel.clone(),
                 product_channel.clone(),
                 order_channel.clone(),
+                payment_channel.clone(),
             )))
             .add_service(CatalogServiceServer::new(CatalogGrpc::new(
                 product_channel.clone(),
@@ -245,9 +254,13 @@ impl Application {
             .add_service(CouponServiceServer::new(CouponGrpc::new(
                 order_channel.clone(),
             )))
+            .add_service(WalletServiceServer::new(WalletGrpc::new(
+                payment_channel.clone(),
+            )))
             .add_service(OrderServiceServer::new(OrderGrpc::new(
                 order_channel,
                 channel,
+                OrderPayments::new(payment_channel, settings.stripe_publishable_key.clone()),
                 WatchPolicy {
                     max_duration: settings.watch_max_duration,
                     stopping: watches_stopping.clone(),

@@ -5,8 +5,8 @@
 //!
 //! Code map: [`app`] (the stack and server), [`edge`] (strip, request id, authenticate, rate
 //! limit), [`jwt`] (verification and the JWKS cache), [`rate_limit`] (GCRA in Redis),
-//! [`routes`] (the public allow-list and route classes), [`grpc`], [`catalog`], [`cart`], [`order`], [`coupon`], [`seller`],
-//! [`admin`] (handlers), [`error`]
+//! [`routes`] (the public allow-list and route classes), [`grpc`], [`catalog`], [`cart`],
+//! [`order`], [`payment`], [`wallet`], [`coupon`], [`seller`], [`admin`] (handlers), [`error`]
 //! (downstream status masking), [`settings`].
 
 pub mod admin;
@@ -20,10 +20,12 @@ pub mod error;
 pub mod grpc;
 pub mod jwt;
 pub mod order;
+pub mod payment;
 pub mod rate_limit;
 pub mod routes;
 pub mod seller;
 pub mod settings;
+pub mod wallet;
 
 pub use app::{AppError, Application};
 pub use settings::BffSettings;

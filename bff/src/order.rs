@@ -25,7 +25,8 @@
 //! `FAILED_PRECONDITION` / `IDEMPOTENCY_KEY_REUSED`, and the buyer checks out again under a new
 //! key.
 //!
-//! `GetOrderPayment` needs the payment service and answers UNIMPLEMENTED until it exists.
+//! `GetOrderPayment` finds the payment through the caller's order and reads it from the payment
+//! service as the same caller (see [`crate::payment`]).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -47,6 +48,7 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 use user::user_service_client::UserServiceClient;
 
 use crate::error::{broken_contract, downstream};
+use crate::payment::OrderPayments;
 
 /// What bounds a `WatchOrder` stream.
 #[derive(Debug, Clone)]
@@ -63,20 +65,23 @@ pub struct WatchPolicy {
 pub struct OrderGrpc {
     orders: OrderServiceClient<ClientChannel>,
     users: UserServiceClient<ClientChannel>,
+    payments: OrderPayments,
     watch: WatchPolicy,
 }
 
 impl OrderGrpc {
-    /// The handler over the order-service channel and the user-service channel (for the saved
-    /// shipping address).
+    /// The handler over the order-service channel, the user-service channel (for the saved
+    /// shipping address) and the payment reads (for `GetOrderPayment`).
     pub fn new(
         order_channel: ClientChannel,
         user_channel: ClientChannel,
+        payments: OrderPayments,
         watch: WatchPolicy,
     ) -> Self {
         Self {
             orders: OrderServiceClient::new(order_channel),
             users: UserServiceClient::new(user_channel),
+            payments,
             watch,
         }
     }
@@ -540,9 +545,14 @@ impl bff::order_service_server::OrderService for OrderGrpc {
         &self,
         request: Request<bff::GetOrderPaymentRequest>,
     ) -> Result<Response<bff::GetOrderPaymentResponse>, Status> {
-        principal::require_user(&request)?;
-        Err(Status::unimplemented(
-            "OrderService.GetOrderPayment is served once the payment service provides it",
-        ))
+        let buyer = buyer(&request)?;
+        let bff::GetOrderPaymentRequest { order_id } = request.into_inner();
+        let payment = self
+            .payments
+            .of_order(&self.orders, &buyer, order_id)
+            .await?;
+        Ok(Response::new(bff::GetOrderPaymentResponse {
+            payment: Some(payment),
+        }))
     }
 }

@@ -115,6 +115,37 @@ mod tests {
     }
 
     #[test]
+    fn wallet_and_payment_rpcs_need_a_token_and_only_charges_are_writes() {
+        for (path, class) in [
+            ("/mercato.bff.v1.WalletService/GetWallet", RouteClass::Read),
+            (
+                "/mercato.bff.v1.WalletService/ListLedgerEntries",
+                RouteClass::Read,
+            ),
+            (
+                "/mercato.bff.v1.WalletService/ChargePoints",
+                RouteClass::Write,
+            ),
+            (
+                "/mercato.bff.v1.OrderService/GetOrderPayment",
+                RouteClass::Read,
+            ),
+            (
+                "/mercato.bff.v1.AdminService/SearchPayments",
+                RouteClass::Read,
+            ),
+            (
+                "/mercato.bff.v1.AdminService/RefundPayment",
+                RouteClass::Write,
+            ),
+        ] {
+            let found = route(path);
+            assert!(!found.public, "{path}");
+            assert_eq!(found.class, class, "{path}");
+        }
+    }
+
+    #[test]
     fn unknown_routes_are_protected_writes() {
         let unknown = route("/mercato.bff.v1.NewService/DoThing");
         assert!(!unknown.public);

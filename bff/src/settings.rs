@@ -10,6 +10,7 @@ use mercato_platform::settings::{
     CommonSettings, ConfigError, EnvSource, ListenSettings, Reader, RedisSettings,
 };
 use mercato_proto::mercato::bff::v1::AuthMode;
+use secrecy::ExposeSecret as _;
 
 use crate::grpc::AuthConfig;
 use crate::jwt::{IssuerConfig, IssuerKind, JwksPolicy};
@@ -28,6 +29,11 @@ pub struct BffSettings {
     pub product_service_url: String,
     /// `ORDER_SERVICE_URL`, default `http://127.0.0.1:50053`: carts, orders, coupons.
     pub order_service_url: String,
+    /// `PAYMENT_SERVICE_URL`, default `http://127.0.0.1:50054`: payments and wallets.
+    pub payment_service_url: String,
+    /// `STRIPE_PUBLISHABLE_KEY`: the publishable key (`pk_…`) a STRIPE payment's browser
+    /// initialises Stripe.js with; public by design. Unset, STRIPE payments carry none.
+    pub stripe_publishable_key: String,
     /// `WEB_ROOT`: the built storefront (`bff/web/dist`) served on the gRPC port; unset, none.
     pub web_root: Option<std::path::PathBuf>,
     /// Trusted issuers (built-in first, then the external one if configured).
@@ -69,6 +75,8 @@ impl BffSettings {
     /// | `USER_SERVICE_URL` | `http://127.0.0.1:50051` |
     /// | `PRODUCT_SERVICE_URL` | `http://127.0.0.1:50052` |
     /// | `ORDER_SERVICE_URL` | `http://127.0.0.1:50053` |
+    /// | `PAYMENT_SERVICE_URL` | `http://127.0.0.1:50054` |
+    /// | `STRIPE_PUBLISHABLE_KEY` | empty |
     /// | `WEB_ROOT` | unset (no storefront files served) |
     /// | `ISSUER`, `JWKS_URL`, `AUDIENCE` | `http://127.0.0.1:8081`, `{ISSUER}/.well-known/jwks.json`, `mercato` |
     /// | `EXTERNAL_ISSUER`, `EXTERNAL_JWKS_URL`, `EXTERNAL_AUDIENCE`, `EXTERNAL_CLIENT_ID` | unset (built-in mode) |
@@ -90,6 +98,9 @@ impl BffSettings {
             reader.with_default("PRODUCT_SERVICE_URL", "http://127.0.0.1:50052".to_owned());
         let order_service_url =
             reader.with_default("ORDER_SERVICE_URL", "http://127.0.0.1:50053".to_owned());
+        let payment_service_url =
+            reader.with_default("PAYMENT_SERVICE_URL", "http://127.0.0.1:50054".to_owned());
+        let stripe_publishable_key = read_publishable_key(reader);
         let web_root = reader.optional::<String>("WEB_ROOT");
 
         let issuer = reader.with_default("ISSUER", "http://127.0.0.1:8081".to_owned());
@@ -166,6 +177,8 @@ impl BffSettings {
             user_service_url: user_service_url?,
             product_service_url: product_service_url?,
             order_service_url: order_service_url?,
+            payment_service_url: payment_service_url?,
+            stripe_publishable_key: stripe_publishable_key?,
             web_root: web_root?.filter(|root| !root.is_empty()).map(Into::into),
             issuers,
             jwks: JwksPolicy {
@@ -186,6 +199,25 @@ impl BffSettings {
             watch_max_duration: watch_max_duration?,
         })
     }
+}
+
+/// `STRIPE_PUBLISHABLE_KEY`, empty when unset. Whatever is set is sent to every browser paying by
+/// card, so anything but a publishable key (`pk_…`) — a secret or restricted key pasted by
+/// mistake — stops start-up, and the error never quotes it.
+fn read_publishable_key(reader: &Reader<'_>) -> Option<String> {
+    const KEY: &str = "STRIPE_PUBLISHABLE_KEY";
+    if reader.optional_secret(KEY)?.is_none() {
+        return Some(String::new());
+    }
+    reader
+        .secret_with(KEY, |value| {
+            if value.trim().starts_with("pk_") {
+                Ok(())
+            } else {
+                Err("must be a publishable key (pk_...): it is sent to browsers".to_owned())
+            }
+        })
+        .map(|key| key.expose_secret().trim().to_owned())
 }
 
 fn read_limits(reader: &Reader<'_>) -> Option<Limits> {
@@ -272,6 +304,20 @@ mod tests {
         assert_eq!(settings.issuers[1].kind, IssuerKind::External);
         assert_eq!(settings.auth.mode, AuthMode::External);
         assert_eq!(settings.auth.client_id, "storefront");
+    }
+
+    #[test]
+    fn only_a_publishable_stripe_key_is_accepted_since_browsers_receive_it() {
+        assert_eq!(read(&[]).expect("defaults").stripe_publishable_key, "");
+        let settings =
+            read(&[("MERCATO_BFF__STRIPE_PUBLISHABLE_KEY", "pk_test_123")]).expect("valid");
+        assert_eq!(settings.stripe_publishable_key, "pk_test_123");
+        assert_eq!(settings.payment_service_url, "http://127.0.0.1:50054");
+        let error = read(&[("MERCATO_BFF__STRIPE_PUBLISHABLE_KEY", "sk_test_123")])
+            .expect_err("a secret key");
+        let message = error.to_string();
+        assert!(message.contains("STRIPE_PUBLISHABLE_KEY"), "{message}");
+        assert!(!message.contains("sk_test_123"), "{message}");
     }
 
     #[test]

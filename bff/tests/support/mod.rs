@@ -649,22 +649,39 @@ pub fn real_services_settings(
 }
 
 /// The real user, product and order services in-process, each on its own fresh resources (the
-/// order service calling the product service), for tests that put a BFF in front of them.
+/// order service calling the product service), for tests that put a BFF in front of them; with
+/// [`Services::start_with_payments`], the payment service too, all of them but the user
+/// service on one broker namespace so the checkout saga runs over the real bus.
 pub struct Services {
     pub users: mercato_user::testing::RunningUser,
     pub products: mercato_product::testing::RunningProduct,
     /// `None` once a test stopped it.
     pub orders: Option<mercato_order::testing::RunningOrder>,
+    /// Only with [`Services::start_with_payments`].
+    pub payments: Option<mercato_payment::testing::RunningPayment>,
     pub prefix: RedisPrefix,
     // The resources outlive the services (fields drop in declaration order).
+    _payment_env: Option<mercato_payment::testing::TestEnv>,
     _order_env: mercato_order::testing::TestEnv,
     _product_env: mercato_product::testing::TestEnv,
     _user_env: mercato_user::testing::TestEnv,
 }
 
 impl Services {
-    /// Starts the three services.
+    /// Starts the three services, each on its own broker namespace (no service reacts to
+    /// another's events: orders stay PENDING).
     pub async fn start() -> Self {
+        Self::start_saga(false).await
+    }
+
+    /// Starts the user, product, order and payment services; the last three share one broker
+    /// namespace, so orders get payments, payments settle orders and ended orders give their
+    /// stock back.
+    pub async fn start_with_payments() -> Self {
+        Self::start_saga(true).await
+    }
+
+    async fn start_saga(with_payments: bool) -> Self {
         let user_env = mercato_user::testing::TestEnv::new()
             .await
             .expect("user resources");
@@ -676,19 +693,50 @@ impl Services {
             .start(|_| {})
             .await
             .expect("product service starts");
+        let namespace = product_env.broker().namespace().to_owned();
         let order_env = mercato_order::testing::TestEnv::new(products.grpc_uri())
             .await
             .expect("order resources");
-        let orders = order_env.start(|_| {}).await.expect("order service starts");
+        let order_namespace = namespace.clone();
+        let orders = order_env
+            .start(|settings| {
+                if with_payments {
+                    settings.bus_namespace = order_namespace;
+                }
+            })
+            .await
+            .expect("order service starts");
+        let (payments, payment_env) = if with_payments {
+            let payment_env = mercato_payment::testing::TestEnv::new(orders.grpc_uri())
+                .await
+                .expect("payment resources");
+            let payments = payment_env
+                .start(|settings| settings.bus_namespace = namespace)
+                .await
+                .expect("payment service starts");
+            (Some(payments), Some(payment_env))
+        } else {
+            (None, None)
+        };
         Self {
             users,
             products,
             orders: Some(orders),
+            payments,
             prefix: RedisPrefix::new(),
+            _payment_env: payment_env,
             _order_env: order_env,
             _product_env: product_env,
             _user_env: user_env,
         }
+    }
+
+    /// The payment service's gRPC URI.
+    pub fn payment_uri(&self) -> String {
+        self.payments
+            .as_ref()
+            .expect("the payment service runs")
+            .grpc_uri()
     }
 
     /// The order service's gRPC URI.
@@ -708,7 +756,11 @@ impl Services {
     /// A BFF in front of the user and product services and whatever serves the order API at
     /// `order_uri`.
     pub async fn bff_with_order_service(&self, order_uri: &str, extra: &[(&str, &str)]) -> TestBff {
+        let payment_uri = self.payments.as_ref().map(|payments| payments.grpc_uri());
         let mut pairs = vec![("ORDER_SERVICE_URL", order_uri)];
+        if let Some(uri) = &payment_uri {
+            pairs.push(("PAYMENT_SERVICE_URL", uri));
+        }
         pairs.extend_from_slice(extra);
         TestBff::start(real_services_settings(
             &self.users,
@@ -721,6 +773,12 @@ impl Services {
 
     /// Stops every service that still runs, checking each stops cleanly.
     pub async fn stop(self) {
+        if let Some(payments) = self.payments {
+            payments
+                .stop()
+                .await
+                .expect("payment service stops cleanly");
+        }
         if let Some(orders) = self.orders {
             orders.stop().await.expect("order service stops cleanly");
         }
