@@ -28,7 +28,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 pub use proxy::normalize_localstripe_json;
 
@@ -46,9 +46,14 @@ const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 /// Starts localstripe's aiohttp app on a socket bound by Python itself to 127.0.0.1:0 (so there
 /// is no port race and nothing listens beyond loopback, unlike `localstripe --port`, which binds
 /// every interface), prints the port, and never writes its store to /tmp (each test has its own
-/// process and data).
+/// process and data). It exits when its stdin closes, so a test process that is killed (a
+/// timeout) rather than dropping [`LocalStripe`] leaves no localstripe behind.
 const LAUNCHER: &str = r#"
-import socket, sys
+import os, socket, sys, threading
+def _exit_with_parent():
+    sys.stdin.buffer.read()
+    os._exit(0)
+threading.Thread(target=_exit_with_parent, daemon=True).start()
 from aiohttp import web
 from localstripe import server
 from localstripe.resources import store
@@ -93,6 +98,8 @@ pub struct LocalStripe {
     direct_url: String,
     http: proxy::HttpClient,
     _stdout: Lines<BufReader<ChildStdout>>,
+    // Held open: localstripe exits when it closes.
+    _stdin: ChildStdin,
     _child: Child,
 }
 
@@ -112,7 +119,7 @@ impl LocalStripe {
         let mut child = Command::new(&python)
             .arg("-c")
             .arg(LAUNCHER)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -120,6 +127,7 @@ impl LocalStripe {
             .unwrap_or_else(|err| {
                 panic!("{}", not_installed(&format!("{}: {err}", python.display())))
             });
+        let stdin = child.stdin.take().expect("localstripe's stdin is piped");
         let stdout = child.stdout.take().expect("localstripe's stdout is piped");
         let mut stdout = BufReader::new(stdout).lines();
         let port = match tokio::time::timeout(STARTUP_PATIENCE, stdout.next_line()).await {
@@ -150,6 +158,7 @@ impl LocalStripe {
             direct_url,
             http: proxy::http_client(),
             _stdout: stdout,
+            _stdin: stdin,
             _child: child,
         };
         stripe.wait_until_answering().await;
