@@ -78,6 +78,21 @@ impl Shop {
             })
             .await
             .expect("order service starts");
+        // The product service also consumes order.paid, so a mandatory publish can succeed before
+        // the order service's own queue is bound and never reach it. Declaring that queue (the
+        // same, idempotent declaration its consumer makes) closes the gap.
+        let amqp = order
+            .context
+            .connector
+            .try_channel()
+            .await
+            .expect("a broker channel");
+        mercato_order::order::consumers::topology(&order.context.namespace)
+            .expect("the order consumer's topology")
+            .declare(&amqp)
+            .await
+            .expect("declaring the order consumer's queue");
+        let _ = amqp.close(200, "declared".into()).await;
         let uri = order.grpc_uri();
         Self {
             seed: Seeder::new(product.grpc_uri()),
