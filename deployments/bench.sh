@@ -10,6 +10,9 @@
 #            and a bare tonic server (the machine's RPC ceiling)
 #   catalog  a public product read through the BFF vs directly on the product service vs raw tonic
 #   stock    reservations on one hot SKU vs pgbench running the same conditional UPDATE
+#   checkout CreateOrder through the BFF vs pgbench replaying the order database's statements of
+#            one checkout; then invariants from both databases (orders = OK answers, each with its
+#            order.created, reserved units = ordered units)
 #
 # The services' consumer queues live in the broker namespace `mercato-bench`, shared by every run
 # (so runs do not pile up queues); Redis keys are per run and deleted at the end.
@@ -88,10 +91,11 @@ loadgen_flags() {
 
 # ---------------------------------------------------------------- scenarios
 
-# Starts the user and product services, the BFF in front of them and a bare tonic server, each
-# on free ports and fresh databases; sets USER_GRPC, PRODUCT_GRPC, PRODUCT_DB, BFF_GRPC, HELLO.
+# Starts the user, product and order services, the BFF in front of them and a bare tonic server,
+# each on free ports and fresh databases; sets USER_GRPC, PRODUCT_GRPC, PRODUCT_DB, ORDER_DB,
+# BFF_GRPC, HELLO.
 start_stack() {
-    local user_http product_http bff_http user_db hello_port
+    local user_http product_http order_grpc order_http bff_http user_db hello_port
     USER_GRPC=127.0.0.1:$(free_port)
     user_http=127.0.0.1:$(free_port)
     PRODUCT_GRPC=127.0.0.1:$(free_port)
@@ -101,8 +105,11 @@ start_stack() {
     hello_port=$(free_port)
     user_db=$(fresh_database mercato_bench_user)
     PRODUCT_DB=$(fresh_database mercato_bench_product)
+    ORDER_DB=$(fresh_database mercato_bench_order)
+    order_grpc=127.0.0.1:$(free_port)
+    order_http=127.0.0.1:$(free_port)
 
-    say "starting the user and product services, the BFF and a bare tonic server"
+    say "starting the user, product and order services, the BFF and a bare tonic server"
     start user mercato-user MERCATO_USER__GRPC_ADDR="$USER_GRPC" MERCATO_USER__HTTP_ADDR="$user_http" \
         MERCATO_USER__DATABASE_URL="$user_db" MERCATO_USER__ISSUER="http://$user_http" \
         MERCATO_USER__REDIS_KEY_PREFIX="$RUN_ID:user:" MERCATO__BUS_NAMESPACE=mercato-bench
@@ -111,15 +118,22 @@ start_stack() {
         MERCATO_PRODUCT__REDIS_KEY_PREFIX="$RUN_ID:product:" MERCATO__BUS_NAMESPACE=mercato-bench
     wait_ready user "$user_http"
     wait_ready product "$product_http"
+    start order mercato-order MERCATO_ORDER__GRPC_ADDR="$order_grpc" \
+        MERCATO_ORDER__HTTP_ADDR="$order_http" MERCATO_ORDER__DATABASE_URL="$ORDER_DB" \
+        MERCATO_ORDER__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
+        MERCATO_ORDER__REDIS_KEY_PREFIX="$RUN_ID:order:" MERCATO__BUS_NAMESPACE=mercato-bench
+    wait_ready order "$order_http"
     # The limits are lifted so the benchmark measures the limiter's cost, not its refusals.
     start bff mercato-bff MERCATO_BFF__GRPC_ADDR="$BFF_GRPC" MERCATO_BFF__HTTP_ADDR="$bff_http" \
         MERCATO_BFF__USER_SERVICE_URL="http://$USER_GRPC" \
         MERCATO_BFF__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
+        MERCATO_BFF__ORDER_SERVICE_URL="http://$order_grpc" \
         MERCATO_BFF__ISSUER="http://$user_http" \
         MERCATO_BFF__JWKS_URL="http://$user_http/.well-known/jwks.json" \
         MERCATO_BFF__REDIS_KEY_PREFIX="$RUN_ID:bff:" \
         MERCATO_BFF__RATE_LIMIT_READ_REQUESTS=100000000 MERCATO_BFF__RATE_LIMIT_READ_BURST=100000000 \
-        MERCATO_BFF__RATE_LIMIT_AUTH_REQUESTS=100000000 MERCATO_BFF__RATE_LIMIT_AUTH_BURST=100000000
+        MERCATO_BFF__RATE_LIMIT_AUTH_REQUESTS=100000000 MERCATO_BFF__RATE_LIMIT_AUTH_BURST=100000000 \
+        MERCATO_BFF__RATE_LIMIT_WRITE_REQUESTS=100000000 MERCATO_BFF__RATE_LIMIT_WRITE_BURST=100000000
     wait_ready bff "$bff_http"
     "$TARGET/release/mercato-loadgen" hello-server --addr "127.0.0.1:$hello_port" \
         >"$LOGS/hello.log" 2>&1 &
@@ -146,19 +160,24 @@ bench_stock() {
     loadgen stock --product "http://$PRODUCT_GRPC" --database-url "$PRODUCT_DB"
 }
 
+bench_checkout() {
+    loadgen checkout --bff "http://$BFF_GRPC" --product "http://$PRODUCT_GRPC" \
+        --order-database-url "$ORDER_DB" --product-database-url "$PRODUCT_DB"
+}
+
 # ---------------------------------------------------------------- main
 
-SCENARIOS=(edge catalog stock)
+SCENARIOS=(edge catalog stock checkout)
 [ "$#" -gt 0 ] && SCENARIOS=("$@")
 for scenario in "${SCENARIOS[@]}"; do
     declare -F "bench_$scenario" >/dev/null ||
-        die "unknown scenario '$scenario' (known: edge catalog stock)"
+        die "unknown scenario '$scenario' (known: edge catalog stock checkout)"
 done
 
 bash "$ROOT/deployments/deps.sh" up
 mkdir -p "$LOGS"
 say "building release binaries"
-(cd "$ROOT" && "$CARGO" build --release -p mercato-user -p mercato-product -p mercato-bff \
+(cd "$ROOT" && "$CARGO" build --release -p mercato-user -p mercato-product -p mercato-order -p mercato-bff \
     -p mercato-loadgen)
 TARGET=$("$CARGO" metadata --no-deps --format-version 1 --manifest-path "$ROOT/Cargo.toml" |
     grep -o '"target_directory":"[^"]*"' | sed 's/^"target_directory":"//; s/"$//')

@@ -6,6 +6,8 @@
 //!     [--hello http://127.0.0.1:9000] [--concurrency 32] [--duration 10s] [--out DIR]
 //! mercato-loadgen catalog --bff URI --product URI --hello URI
 //! mercato-loadgen stock --product URI --database-url postgres://…/mercato_bench_product
+//! mercato-loadgen checkout --bff URI --product URI --order-database-url URL \
+//!     --product-database-url URL
 //! ```
 //!
 //! `make bench` (deployments/bench.sh) starts release builds of the services on free ports and
@@ -21,6 +23,7 @@ use mercato_platform::settings::parse_duration;
 use mercato_loadgen::measure::LoadShape;
 use mercato_loadgen::report::Report;
 use mercato_loadgen::scenarios::catalog::CatalogTargets;
+use mercato_loadgen::scenarios::checkout::CheckoutTargets;
 use mercato_loadgen::scenarios::edge::EdgeTargets;
 use mercato_loadgen::scenarios::stock::StockTargets;
 use mercato_loadgen::{hello, scenarios};
@@ -79,6 +82,24 @@ enum Command {
         /// The product service's database URL (pgbench runs against it).
         #[arg(long)]
         database_url: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// CreateOrder through the BFF vs pgbench replaying the order database's statements of one
+    /// checkout; then the invariants (orders = answers, outbox, stock conserved).
+    Checkout {
+        /// The BFF's gRPC URI.
+        #[arg(long)]
+        bff: String,
+        /// The product service's gRPC URI (seeding the catalog).
+        #[arg(long)]
+        product: String,
+        /// The order service's database URL (pgbench and the invariants).
+        #[arg(long)]
+        order_database_url: String,
+        /// The product service's database URL (the stock invariant).
+        #[arg(long)]
+        product_database_url: String,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -151,6 +172,22 @@ async fn main() -> anyhow::Result<()> {
                 database_url,
             };
             let report = scenarios::stock::run(&targets, load.shape(), load.connections).await?;
+            publish(&report, &load.out)
+        }
+        Command::Checkout {
+            bff,
+            product,
+            order_database_url,
+            product_database_url,
+            load,
+        } => {
+            let targets = CheckoutTargets {
+                bff,
+                product,
+                order_database_url,
+                product_database_url,
+            };
+            let report = scenarios::checkout::run(&targets, load.shape(), load.connections).await?;
             publish(&report, &load.out)
         }
     }

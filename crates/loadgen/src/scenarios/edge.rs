@@ -83,7 +83,7 @@ pub async fn run(
 }
 
 /// Registers `bench-<uuid>@example.com` and returns its access token and user id.
-async fn register(channel: &Channel) -> anyhow::Result<(String, Uuid)> {
+pub async fn register(channel: &Channel) -> anyhow::Result<(String, Uuid)> {
     let mut auth = bff::auth_service_client::AuthServiceClient::new(channel.clone());
     let response = auth
         .register(bff::RegisterRequest {

@@ -2,7 +2,9 @@
 //! the ratio.
 
 pub mod catalog;
+pub mod checkout;
 pub mod edge;
+pub mod pgbench;
 pub mod seed;
 pub mod stock;
 
