@@ -42,6 +42,7 @@ use tokio::net::TcpListener;
 pub use crate::context::PaymentContext;
 use crate::domain::Method;
 use crate::provider::sandbox::SandboxProvider;
+use crate::provider::stripe::StripeProvider;
 use crate::provider::{PaymentProvider, Providers};
 pub use crate::settings::Settings;
 
@@ -66,6 +67,9 @@ pub enum ApplicationError {
     /// A listener failed.
     #[error("listener failed")]
     Io(#[from] std::io::Error),
+    /// The Stripe client could not be built from `STRIPE_SECRET_KEY` / `STRIPE_API_BASE_URL`.
+    #[error("stripe client set-up failed")]
+    Stripe(#[from] mercato_stripe::StripeError),
 }
 
 /// A built, not yet running, payment service.
@@ -90,8 +94,9 @@ fn ephemeral_secret() -> SecretString {
 
 impl Application {
     /// Connects to PostgreSQL and RabbitMQ, migrates, and prepares both servers on the given
-    /// listeners. Every method starts on the sandbox provider (STRIPE too, until a Stripe
-    /// adapter is plugged in with [`Application::with_provider`]).
+    /// listeners. SANDBOX uses the sandbox provider; STRIPE uses Stripe when
+    /// `STRIPE_SECRET_KEY` is set and the sandbox otherwise (another adapter can still be
+    /// plugged in with [`Application::with_provider`]).
     pub async fn build(
         settings: Settings,
         grpc_listener: TcpListener,
@@ -124,7 +129,23 @@ impl Application {
         let mut providers = Providers::new();
         let shared: Arc<dyn PaymentProvider> = Arc::new(sandbox.clone());
         providers.set(Method::Sandbox, Arc::clone(&shared));
-        providers.set(Method::Stripe, shared);
+        match &settings.payments.stripe_secret_key {
+            Some(key) => {
+                let stripe = StripeProvider::new(key, &settings.payments.stripe_api_base_url)?;
+                tracing::info!(
+                    stripe.base_url = %settings.payments.stripe_api_base_url,
+                    "STRIPE payments go to stripe"
+                );
+                if settings.payments.webhook_secrets.is_empty() {
+                    tracing::warn!(
+                        "STRIPE_SECRET_KEY is set but WEBHOOK_SECRETS is not: stripe's webhooks \
+                         will be refused and payments settle only by reconciliation"
+                    );
+                }
+                providers.set(Method::Stripe, Arc::new(stripe));
+            }
+            None => providers.set(Method::Stripe, shared),
+        }
         let webhook_secrets = if settings.payments.webhook_secrets.is_empty() {
             tracing::info!("no webhook secret configured: the sandbox signs with a random one");
             vec![ephemeral_secret()]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mercato_platform::settings::{
     AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, EnvSource, ListenSettings, Reader,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// The service name used for variables, logs and the `application_name`.
 pub const SERVICE: &str = "payment";
@@ -53,6 +53,12 @@ pub struct PaymentSettings {
     pub reconcile_after: Duration,
     /// `RECONCILE_INTERVAL_MS`: how often the sweeper runs, 50-3,600,000 ms (default 60,000).
     pub reconcile_interval: Duration,
+    /// `STRIPE_SECRET_KEY` (secret): when set, STRIPE payments go to Stripe; unset (the
+    /// default), the sandbox serves them.
+    pub stripe_secret_key: Option<SecretString>,
+    /// `STRIPE_API_BASE_URL`: where the Stripe API is (default `https://api.stripe.com`; a test
+    /// server such as localstripe otherwise).
+    pub stripe_api_base_url: String,
 }
 
 impl Default for PaymentSettings {
@@ -64,6 +70,8 @@ impl Default for PaymentSettings {
             public_url: None,
             reconcile_after: Duration::from_secs(600),
             reconcile_interval: Duration::from_secs(60),
+            stripe_secret_key: None,
+            stripe_api_base_url: mercato_stripe::DEFAULT_BASE_URL.to_owned(),
         }
     }
 }
@@ -81,6 +89,9 @@ impl PaymentSettings {
         let public_url = reader.optional::<String>("PUBLIC_URL");
         let after = reader.with_default("RECONCILE_AFTER_SECS", defaults.reconcile_after.as_secs());
         let interval = reader.with_default("RECONCILE_INTERVAL_MS", 60_000_u64);
+        let stripe_secret_key = reader.optional_secret("STRIPE_SECRET_KEY");
+        let stripe_api_base_url =
+            reader.with_default("STRIPE_API_BASE_URL", defaults.stripe_api_base_url);
         if currency
             .as_deref()
             .is_some_and(|c| c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()))
@@ -106,10 +117,22 @@ impl PaymentSettings {
         {
             reader.invalid("PUBLIC_URL", "must be an http or https url");
         }
+        let stripe_api_base_url = stripe_api_base_url?;
+        if !(stripe_api_base_url.starts_with("http://")
+            || stripe_api_base_url.starts_with("https://"))
+        {
+            reader.invalid("STRIPE_API_BASE_URL", "must be an http or https url");
+        }
+        let stripe_secret_key = stripe_secret_key?;
+        if stripe_secret_key
+            .as_ref()
+            .is_some_and(|key| key.expose_secret().trim().is_empty())
+        {
+            reader.invalid("STRIPE_SECRET_KEY", "must not be empty when set");
+        }
         let webhook_secrets = match secrets? {
             None => Vec::new(),
             Some(list) => {
-                use secrecy::ExposeSecret as _;
                 let parts: Vec<SecretString> = list
                     .expose_secret()
                     .split(',')
@@ -130,6 +153,8 @@ impl PaymentSettings {
             public_url,
             reconcile_after: Duration::from_secs(after?),
             reconcile_interval: Duration::from_millis(interval?),
+            stripe_secret_key,
+            stripe_api_base_url,
         })
     }
 }
@@ -207,8 +232,6 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret as _;
-
     use super::*;
 
     fn read(pairs: &[(&str, &str)]) -> Result<PaymentSettings, String> {
@@ -241,6 +264,35 @@ mod tests {
         let error = read(&[("MERCATO_PAYMENT__WEBHOOK_SECRETS", " , ")]).expect_err("invalid");
         assert!(
             error.contains("MERCATO_PAYMENT__WEBHOOK_SECRETS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn stripe_is_configured_by_its_key_and_base_url() {
+        let defaults = read(&[]).expect("defaults");
+        assert!(defaults.stripe_secret_key.is_none());
+        assert_eq!(defaults.stripe_api_base_url, "https://api.stripe.com");
+        let settings = read(&[
+            ("MERCATO_PAYMENT__STRIPE_SECRET_KEY", "sk_test_123"),
+            (
+                "MERCATO_PAYMENT__STRIPE_API_BASE_URL",
+                "http://127.0.0.1:8420",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            settings
+                .stripe_secret_key
+                .as_ref()
+                .map(|k| k.expose_secret()),
+            Some("sk_test_123")
+        );
+        assert_eq!(settings.stripe_api_base_url, "http://127.0.0.1:8420");
+        let error = read(&[("MERCATO_PAYMENT__STRIPE_API_BASE_URL", "api.stripe.com")])
+            .expect_err("invalid");
+        assert!(
+            error.contains("MERCATO_PAYMENT__STRIPE_API_BASE_URL"),
             "{error}"
         );
     }

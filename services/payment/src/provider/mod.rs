@@ -9,6 +9,7 @@
 //! refund per scope), so an adapter whose provider ignores keys is still safe.
 
 pub mod sandbox;
+pub mod stripe;
 
 use std::collections::HashMap;
 use std::fmt;

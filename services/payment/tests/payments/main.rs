@@ -7,6 +7,7 @@ mod crash;
 mod points;
 mod sandbox;
 mod shop;
+mod stripe;
 #[path = "../../../order/tests/carts/support.rs"]
 mod support;
 mod validation;
