@@ -1,0 +1,197 @@
+//! The shipment worker: repeatedly claims the most overdue shipment whose next step is due
+//! (`FOR UPDATE SKIP LOCKED`, so replicas and operators' RPCs never act on one shipment at once),
+//! takes that step (see `fulfil`) and commits. The step's due time is stored on the row, so a
+//! restarted service resumes every unfinished shipment where it stopped.
+//!
+//! A failed step is recorded on the row: transient failures (a service down) are retried with
+//! exponential backoff; a refusal is resolved by asking the order service for the order — an
+//! order that ended (CANCELLED, EXPIRED) withdraws a shipment still PREPARING; an order the
+//! order service has not marked PAID yet (its own order.paid consumer is behind) is retried;
+//! anything else stalls the shipment with its `last_error` for an operator.
+
+use chrono::{DateTime, Utc};
+use mercato_proto::mercato::common::v1::OrderStatus;
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::ProcessContext;
+use crate::domain::{
+    SIMULATED_CARRIER, ShipmentStatus, Step, backoff, next_step, simulated_tracking_number,
+};
+use crate::error::ProcessError;
+use crate::shipments::fulfil;
+use crate::shipments::store::{self, Handover, ShipmentRow};
+use crate::wake::Wakeup;
+
+/// What the worker did with one claimed shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// No shipment was due.
+    Idle,
+    /// The step succeeded.
+    Stepped(Step),
+    /// The step failed and is retried later.
+    Deferred(Step),
+    /// The order ended before shipping: the shipment was withdrawn.
+    Cancelled,
+    /// The step was refused for good; the shipment waits for an operator.
+    Stalled(Step),
+}
+
+fn later(context: &ProcessContext, attempts: i32, now: DateTime<Utc>) -> DateTime<Utc> {
+    let settings = &context.settings.fulfilment;
+    let wait = backoff(attempts, settings.retry_base, settings.retry_max);
+    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(5))
+}
+
+async fn take(
+    context: &ProcessContext,
+    conn: &mut PgConnection,
+    shipment: &ShipmentRow,
+    step: Step,
+    now: DateTime<Utc>,
+) -> Result<(), ProcessError> {
+    match step {
+        Step::CommitStock => fulfil::commit_stock(context, conn, shipment)
+            .await
+            .map(|_| ()),
+        Step::Ship => {
+            let (carrier, tracking_number) = if shipment.tracking_number.is_empty() {
+                // Written by the manual carrier and left to the simulated one after a change of
+                // setting: the simulated carrier takes it with a number of its own.
+                (
+                    SIMULATED_CARRIER.to_owned(),
+                    simulated_tracking_number(rand::random()),
+                )
+            } else {
+                (shipment.carrier.clone(), shipment.tracking_number.clone())
+            };
+            let handover = Handover {
+                carrier,
+                tracking_number,
+                tracking_url: shipment.tracking_url.clone(),
+                ship_time: now,
+            };
+            fulfil::ship(context, conn, shipment, &handover)
+                .await
+                .map(|_| ())
+        }
+        Step::Deliver => fulfil::deliver(context, conn, shipment, now)
+            .await
+            .map(|_| ()),
+        Step::Done => {
+            // A terminal row is never due (a CHECK constraint), so this is unreachable in
+            // practice; clearing the due time keeps the worker from claiming it again.
+            store::record_failure(conn, shipment.shipment_id, "terminal", None, now).await
+        }
+    }
+}
+
+/// Decides what a refused step means (see the module docs).
+async fn resolve_refusal(
+    context: &ProcessContext,
+    conn: &mut PgConnection,
+    shipment: &ShipmentRow,
+    step: Step,
+    error: &ProcessError,
+    now: DateTime<Utc>,
+) -> Result<Advance, ProcessError> {
+    let id = shipment.shipment_id;
+    let order = match fulfil::order_status(context, shipment).await {
+        Ok(order) => order,
+        Err(lookup) => {
+            let text = format!("{error}; the order lookup failed: {lookup}");
+            let next = later(context, shipment.attempts + 1, now);
+            store::record_failure(conn, id, &text, Some(next), now).await?;
+            return Ok(Advance::Deferred(step));
+        }
+    };
+    let preparing = shipment.status()? == ShipmentStatus::Preparing;
+    match order {
+        OrderStatus::Cancelled | OrderStatus::Expired if preparing => {
+            let why = format!("withdrawn: the order is {}", order.as_str_name());
+            store::cancel(conn, id, &why, now).await?;
+            tracing::info!(shipment.id = %id, order.status = order.as_str_name(),
+                "the order ended before shipping; shipment withdrawn");
+            Ok(Advance::Cancelled)
+        }
+        OrderStatus::Pending | OrderStatus::AwaitingPayment if step == Step::Ship => {
+            let text = format!("{error}; the order service has not applied order.paid yet");
+            let next = later(context, shipment.attempts + 1, now);
+            store::record_failure(conn, id, &text, Some(next), now).await?;
+            Ok(Advance::Deferred(step))
+        }
+        OrderStatus::Unspecified
+        | OrderStatus::Pending
+        | OrderStatus::AwaitingPayment
+        | OrderStatus::Paid
+        | OrderStatus::Shipped
+        | OrderStatus::Finished
+        | OrderStatus::Cancelled
+        | OrderStatus::Expired => {
+            let text = format!("{error} (order {})", order.as_str_name());
+            tracing::warn!(shipment.id = %id, error = %text, "shipment step refused; stalled");
+            store::record_failure(conn, id, &text, None, now).await?;
+            Ok(Advance::Stalled(step))
+        }
+    }
+}
+
+/// Claims and advances one due shipment.
+pub async fn advance_one(context: &ProcessContext) -> Result<Advance, ProcessError> {
+    let now = context.clock.now();
+    let mut tx = context.pool.begin().await?;
+    let Some(shipment) = store::claim_due(&mut tx, now).await? else {
+        return Ok(Advance::Idle);
+    };
+    let step = next_step(shipment.status()?, shipment.stock_committed);
+    let advance = match take(context, &mut tx, &shipment, step, now).await {
+        Ok(()) => Advance::Stepped(step),
+        // The transaction may be broken: roll back; the row stays due and is claimed again.
+        Err(err @ (ProcessError::Database(_) | ProcessError::Outbox(_))) => return Err(err),
+        Err(err) if err.is_transient() => {
+            tracing::warn!(shipment.id = %shipment.shipment_id, error = %err,
+                "shipment step failed; retrying later");
+            let next = later(context, shipment.attempts + 1, now);
+            store::record_failure(
+                &mut tx,
+                shipment.shipment_id,
+                &err.to_string(),
+                Some(next),
+                now,
+            )
+            .await?;
+            Advance::Deferred(step)
+        }
+        Err(err) => resolve_refusal(context, &mut tx, &shipment, step, &err, now).await?,
+    };
+    tx.commit().await?;
+    Ok(advance)
+}
+
+/// Advances due shipments until `cancel` fires, woken by new shipments or the sweep interval.
+pub async fn run(context: ProcessContext, cancel: CancellationToken) {
+    let mut wakeup = Wakeup::new(
+        context.pool.clone(),
+        store::CHANNEL,
+        context.settings.fulfilment.sweep_interval,
+    );
+    loop {
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            match advance_one(&context).await {
+                Ok(Advance::Idle) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "shipment sweep failed");
+                    break;
+                }
+            }
+        }
+        if !wakeup.wait(&cancel).await {
+            return;
+        }
+    }
+}
