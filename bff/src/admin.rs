@@ -9,19 +9,23 @@
 //! with the user service that the receiving account exists before the coupon is issued.
 //! Payments are served by the payment service with the admin's principal (it checks ROLE_ADMIN
 //! again and scopes refund idempotency keys to the admin); admin views of a payment never carry
-//! its client secret. The shipment RPCs answer UNIMPLEMENTED until the process service serves
-//! them.
+//! its client secret. Shipments are served by the process service's `ShipmentService` with the
+//! admin's principal (it checks ROLE_ADMIN again); the request fields have the same names on
+//! both sides, so its refusals name the public fields as they are. The admin view of a shipment
+//! leaves out the buyer's id, the address, the lines and the tracking URL.
 
 use mercato_platform::grpc::ClientChannel;
 use mercato_platform::principal::{self, Role};
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::order::v1 as order;
 use mercato_proto::mercato::payment::v1 as payment;
+use mercato_proto::mercato::process::v1 as process;
 use mercato_proto::mercato::product::v1 as product;
 use mercato_proto::mercato::user::v1 as user;
 use order::coupon_service_client::CouponServiceClient;
 use order::order_service_client::OrderServiceClient;
 use payment::payment_service_client::PaymentServiceClient;
+use process::shipment_service_client::ShipmentServiceClient;
 use product::product_service_client::ProductServiceClient;
 use tonic::{Request, Response, Status};
 use user::user_service_client::UserServiceClient;
@@ -43,34 +47,47 @@ pub struct AdminGrpc {
     orders: OrderServiceClient<ClientChannel>,
     coupons: CouponServiceClient<ClientChannel>,
     payments: PaymentServiceClient<ClientChannel>,
+    shipments: ShipmentServiceClient<ClientChannel>,
+}
+
+/// The service channels the admin console calls.
+#[derive(Debug, Clone)]
+pub struct AdminChannels {
+    /// Accounts and roles.
+    pub user: ClientChannel,
+    /// Products.
+    pub product: ClientChannel,
+    /// Orders and coupons.
+    pub order: ClientChannel,
+    /// Payments.
+    pub payment: ClientChannel,
+    /// Shipments.
+    pub process: ClientChannel,
 }
 
 impl AdminGrpc {
-    /// The handler over the user, product, order and payment service channels.
-    pub fn new(
-        user_channel: ClientChannel,
-        product_channel: ClientChannel,
-        order_channel: ClientChannel,
-        payment_channel: ClientChannel,
-    ) -> Self {
+    /// The handler over the user, product, order, payment and process service channels.
+    pub fn new(channels: AdminChannels) -> Self {
+        let AdminChannels {
+            user,
+            product,
+            order,
+            payment,
+            process,
+        } = channels;
         Self {
-            users: UserServiceClient::new(user_channel),
-            products: ProductServiceClient::new(product_channel),
-            orders: OrderServiceClient::new(order_channel.clone()),
-            coupons: CouponServiceClient::new(order_channel),
-            payments: PaymentServiceClient::new(payment_channel),
+            users: UserServiceClient::new(user),
+            products: ProductServiceClient::new(product),
+            orders: OrderServiceClient::new(order.clone()),
+            coupons: CouponServiceClient::new(order),
+            payments: PaymentServiceClient::new(payment),
+            shipments: ShipmentServiceClient::new(process),
         }
     }
 }
 
 fn admin<T>(request: &Request<T>) -> Result<(), Status> {
     principal::require_role(request, Role::Admin).map(drop)
-}
-
-fn not_served(rpc: &str, owner: &str) -> Status {
-    Status::unimplemented(format!(
-        "AdminService.{rpc} is served once the {owner} service provides it"
-    ))
 }
 
 /// `target_user_id` of a request that must name an account: required and a UUID, checked here
@@ -103,6 +120,36 @@ fn optional_target_user(target_user_id: &str) -> Result<(), Status> {
 
 fn user_of(user: Option<user::User>, what: &str) -> Result<bff::Account, Status> {
     user.map(account).ok_or_else(|| broken_contract(what))
+}
+
+/// A shipment as the admin console shows it: the buyer, the address, the lines, the tracking
+/// page and the withdrawal time stay in the process service.
+fn public_shipment(shipment: process::Shipment) -> bff::Shipment {
+    let process::Shipment {
+        shipment_id,
+        order_id,
+        user_id: _,
+        status,
+        carrier,
+        tracking_number,
+        tracking_url: _,
+        shipping_address: _,
+        lines: _,
+        create_time,
+        ship_time,
+        deliver_time,
+        cancel_time: _,
+    } = shipment;
+    bff::Shipment {
+        shipment_id,
+        order_id,
+        status,
+        carrier,
+        tracking_number,
+        create_time,
+        ship_time,
+        deliver_time,
+    }
 }
 
 #[tonic::async_trait]
@@ -551,7 +598,31 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::ListShipmentsRequest>,
     ) -> Result<Response<bff::ListShipmentsResponse>, Status> {
         admin(&request)?;
-        Err(not_served("ListShipments", "process"))
+        let bff::ListShipmentsRequest {
+            page_size,
+            page_token,
+            order_id,
+            statuses,
+        } = request.into_inner();
+        let process::ListShipmentsResponse {
+            shipments,
+            next_page_token,
+        } = self
+            .shipments
+            .clone()
+            .list_shipments(process::ListShipmentsRequest {
+                page_size,
+                page_token,
+                order_id,
+                statuses,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::ListShipmentsResponse {
+            shipments: shipments.into_iter().map(public_shipment).collect(),
+            next_page_token,
+        }))
     }
 
     async fn mark_shipment_shipped(
@@ -559,6 +630,34 @@ impl bff::admin_service_server::AdminService for AdminGrpc {
         request: Request<bff::MarkShipmentShippedRequest>,
     ) -> Result<Response<bff::MarkShipmentShippedResponse>, Status> {
         admin(&request)?;
-        Err(not_served("MarkShipmentShipped", "process"))
+        let bff::MarkShipmentShippedRequest {
+            shipment_id,
+            carrier,
+            tracking_number,
+            tracking_url,
+        } = request.into_inner();
+        // The admin's principal is forwarded as it is: the process service checks the role
+        // again, commits the stock if the worker has not yet, and moves the order to SHIPPED.
+        // The handover time is the process service's now (the public API does not take one).
+        let process::MarkShipmentShippedResponse { shipment } = self
+            .shipments
+            .clone()
+            .mark_shipment_shipped(process::MarkShipmentShippedRequest {
+                shipment_id,
+                carrier,
+                tracking_number,
+                tracking_url,
+                ship_time: None,
+            })
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::MarkShipmentShippedResponse {
+            shipment: Some(
+                shipment
+                    .map(public_shipment)
+                    .ok_or_else(|| broken_contract("MarkShipmentShippedResponse.shipment"))?,
+            ),
+        }))
     }
 }

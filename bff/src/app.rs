@@ -30,7 +30,7 @@ use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::admin::AdminGrpc;
+use crate::admin::{AdminChannels, AdminGrpc};
 use crate::assets::AssetsLayer;
 use crate::cart::CartGrpc;
 use crate::catalog::CatalogGrpc;
@@ -173,6 +173,10 @@ impl Application {
             &settings.payment_service_url,
             &ChannelOptions::new(principal::EDGE_CALLER),
         )?;
+        let process_channel = connect_lazy(
+            &settings.process_service_url,
+            &ChannelOptions::new(principal::EDGE_CALLER),
+        )?;
         let verifier = Verifier::new(settings.issuers.clone(), settings.jwks, http);
         let limiter = RateLimiter::new(settings.redis.clone(), settings.rate_limits);
         let edge = Arc::new(EdgeState::new(
@@ -240,12 +244,13 @@ impl Application {
                 channel.clone(),
             )))
             .add_service(AccountServiceServer::new(AccountGrpc::new(channel.clone())))
-            .add_service(AdminServiceServer::new(AdminGrpc::new(
-                channel.clone(),
-                product_channel.clone(),
-                order_channel.clone(),
-                payment_channel.clone(),
-            )))
+            .add_service(AdminServiceServer::new(AdminGrpc::new(AdminChannels {
+                user: channel.clone(),
+                product: product_channel.clone(),
+                order: order_channel.clone(),
+                payment: payment_channel.clone(),
+                process: process_channel,
+            })))
             .add_service(CatalogServiceServer::new(CatalogGrpc::new(
                 product_channel.clone(),
             )))

@@ -31,6 +31,8 @@ pub struct BffSettings {
     pub order_service_url: String,
     /// `PAYMENT_SERVICE_URL`, default `http://127.0.0.1:50054`: payments and wallets.
     pub payment_service_url: String,
+    /// `PROCESS_SERVICE_URL`, default `http://127.0.0.1:50055`: shipments (the admin console).
+    pub process_service_url: String,
     /// `STRIPE_PUBLISHABLE_KEY`: the publishable key (`pk_…`) a STRIPE payment's browser
     /// initialises Stripe.js with; public by design. Unset, STRIPE payments carry none.
     pub stripe_publishable_key: String,
@@ -76,6 +78,7 @@ impl BffSettings {
     /// | `PRODUCT_SERVICE_URL` | `http://127.0.0.1:50052` |
     /// | `ORDER_SERVICE_URL` | `http://127.0.0.1:50053` |
     /// | `PAYMENT_SERVICE_URL` | `http://127.0.0.1:50054` |
+    /// | `PROCESS_SERVICE_URL` | `http://127.0.0.1:50055` |
     /// | `STRIPE_PUBLISHABLE_KEY` | empty |
     /// | `WEB_ROOT` | unset (no storefront files served) |
     /// | `ISSUER`, `JWKS_URL`, `AUDIENCE` | `http://127.0.0.1:8081`, `{ISSUER}/.well-known/jwks.json`, `mercato` |
@@ -100,6 +103,8 @@ impl BffSettings {
             reader.with_default("ORDER_SERVICE_URL", "http://127.0.0.1:50053".to_owned());
         let payment_service_url =
             reader.with_default("PAYMENT_SERVICE_URL", "http://127.0.0.1:50054".to_owned());
+        let process_service_url =
+            reader.with_default("PROCESS_SERVICE_URL", "http://127.0.0.1:50055".to_owned());
         let stripe_publishable_key = read_publishable_key(reader);
         let web_root = reader.optional::<String>("WEB_ROOT");
 
@@ -178,6 +183,7 @@ impl BffSettings {
             product_service_url: product_service_url?,
             order_service_url: order_service_url?,
             payment_service_url: payment_service_url?,
+            process_service_url: process_service_url?,
             stripe_publishable_key: stripe_publishable_key?,
             web_root: web_root?.filter(|root| !root.is_empty()).map(Into::into),
             issuers,
@@ -274,6 +280,25 @@ mod tests {
         assert_eq!(settings.auth.mode, AuthMode::BuiltIn);
         assert!(settings.cors_origins.is_empty());
         assert_eq!(settings.rate_limits, Limits::default());
+    }
+
+    #[test]
+    fn each_service_has_its_default_port_and_can_be_pointed_elsewhere() {
+        let settings = read(&[]).expect("defaults are valid");
+        let urls = [
+            settings.user_service_url,
+            settings.product_service_url,
+            settings.order_service_url,
+            settings.payment_service_url,
+            settings.process_service_url,
+        ];
+        assert_eq!(
+            urls,
+            [50051, 50052, 50053, 50054, 50055].map(|port| format!("http://127.0.0.1:{port}"))
+        );
+        let settings =
+            read(&[("MERCATO_BFF__PROCESS_SERVICE_URL", "http://process:50055")]).expect("valid");
+        assert_eq!(settings.process_service_url, "http://process:50055");
     }
 
     #[test]
