@@ -5,7 +5,16 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use stripe::StripeRequest;
-use stripe_connect::transfer::CreateTransfer;
+use stripe_connect::account::{
+    CreateAccount, CreateAccountCapabilities, CreateAccountCapabilitiesCardPayments,
+    CreateAccountCapabilitiesTransfers, CreateAccountController, CreateAccountControllerFees,
+    CreateAccountControllerFeesPayer, CreateAccountControllerLosses,
+    CreateAccountControllerLossesPayments, CreateAccountControllerStripeDashboard,
+    CreateAccountControllerStripeDashboardType, RetrieveAccount,
+};
+use stripe_connect::account_link::{CreateAccountLink, CreateAccountLinkType};
+use stripe_connect::login_link::CreateAccountLoginLink;
+use stripe_connect::transfer::{CreateTransfer, ListTransfer, RetrieveTransfer};
 use stripe_connect::transfer_reversal::CreateIdTransferReversal;
 use stripe_core::payment_intent::{
     CancelPaymentIntent, CreatePaymentIntent, RetrievePaymentIntent,
@@ -15,9 +24,11 @@ use stripe_core::refund::CreateRefund;
 use crate::convert;
 use crate::error::StripeError;
 use crate::types::{
-    CreatedPaymentIntent, NewPaymentIntent, NewRefund, NewTransfer, NewTransferReversal,
-    ORDER_ID_METADATA_KEY, PAYMENT_ID_METADATA_KEY, PaymentIntent, REFUND_ID_METADATA_KEY, Refund,
-    Transfer, TransferReversal,
+    Account, AccountKind, AccountLink, AccountLinkKind, CreatedPaymentIntent, LoginLink,
+    NewAccount, NewAccountLink, NewPaymentIntent, NewRefund, NewTransfer, NewTransferReversal,
+    ORDER_ID_METADATA_KEY, PAYMENT_ID_METADATA_KEY, PAYOUT_ID_METADATA_KEY, PaymentIntent,
+    REFUND_ID_METADATA_KEY, Refund, SELLER_ID_METADATA_KEY, Transfer, TransferQuery,
+    TransferReversal,
 };
 
 /// Stripe's API host. Tests point [`StripeConfig::base_url`] at localstripe (through the
@@ -192,6 +203,109 @@ impl StripeClient {
         Ok(convert::refund(refund))
     }
 
+    /// `POST /v1/accounts`: a connected account for a seller, configured by controller
+    /// properties ([`AccountKind`]), with the seller id in its metadata and the `transfers` and
+    /// `card_payments` capabilities requested. Nothing is enabled until the seller completes
+    /// onboarding ([`Self::create_account_link`]).
+    #[tracing::instrument(skip_all, fields(seller.id = %new.seller_id, stripe.account))]
+    pub async fn create_account(&self, new: &NewAccount) -> Result<Account, StripeError> {
+        let country = convert::country(&new.country)?;
+        let seller_id = convert::metadata_value("seller_id", &new.seller_id)?;
+        let strategy = convert::idempotency_key(&new.idempotency_key)?;
+        let (dashboard, payer, losses) = match new.kind {
+            AccountKind::Express => (
+                CreateAccountControllerStripeDashboardType::Express,
+                CreateAccountControllerFeesPayer::Application,
+                CreateAccountControllerLossesPayments::Application,
+            ),
+            AccountKind::Standard => (
+                CreateAccountControllerStripeDashboardType::Full,
+                CreateAccountControllerFeesPayer::Account,
+                CreateAccountControllerLossesPayments::Stripe,
+            ),
+        };
+        let mut controller = CreateAccountController::new();
+        controller.stripe_dashboard = Some(CreateAccountControllerStripeDashboard {
+            type_: Some(dashboard),
+        });
+        controller.fees = Some(CreateAccountControllerFees { payer: Some(payer) });
+        controller.losses = Some(CreateAccountControllerLosses {
+            payments: Some(losses),
+        });
+        let mut capabilities = CreateAccountCapabilities::new();
+        capabilities.transfers = Some(CreateAccountCapabilitiesTransfers {
+            requested: Some(true),
+        });
+        capabilities.card_payments = Some(CreateAccountCapabilitiesCardPayments {
+            requested: Some(true),
+        });
+        let mut request = CreateAccount::new()
+            .country(country)
+            .controller(controller)
+            .capabilities(capabilities)
+            .metadata(HashMap::from([(
+                SELLER_ID_METADATA_KEY.to_owned(),
+                seller_id,
+            )]));
+        if let Some(email) = &new.email {
+            request = request.email(convert::metadata_value("email", email)?);
+        }
+        let account = request
+            .customize()
+            .request_strategy(strategy)
+            .send(&self.inner)
+            .await
+            .map_err(convert::error)?;
+        tracing::Span::current().record("stripe.account", account.id.as_str());
+        Ok(convert::account(account))
+    }
+
+    /// `GET /v1/accounts/{id}`: whether the account can receive transfers and payouts now.
+    #[tracing::instrument(skip(self), fields(stripe.account = %id))]
+    pub async fn retrieve_account(&self, id: &str) -> Result<Account, StripeError> {
+        let id = convert::object_id("account", id, "acct_")?;
+        let account = RetrieveAccount::new(id)
+            .send(&self.inner)
+            .await
+            .map_err(convert::error)?;
+        Ok(convert::account(account))
+    }
+
+    /// `POST /v1/account_links`: a single-use link into Stripe-hosted onboarding. Links are
+    /// cheap and expire within minutes, so a retry simply makes another (no idempotency key).
+    #[tracing::instrument(skip_all, fields(stripe.account = %new.account))]
+    pub async fn create_account_link(
+        &self,
+        new: &NewAccountLink,
+    ) -> Result<AccountLink, StripeError> {
+        let account = convert::object_id("account", &new.account, "acct_")?;
+        let return_url = convert::url("return_url", &new.return_url)?;
+        let refresh_url = convert::url("refresh_url", &new.refresh_url)?;
+        let kind = match new.kind {
+            AccountLinkKind::Onboarding => CreateAccountLinkType::AccountOnboarding,
+            AccountLinkKind::Update => CreateAccountLinkType::AccountUpdate,
+        };
+        let link = CreateAccountLink::new(account, kind)
+            .return_url(return_url)
+            .refresh_url(refresh_url)
+            .send(&self.inner)
+            .await
+            .map_err(convert::error)?;
+        Ok(convert::account_link(link))
+    }
+
+    /// `POST /v1/accounts/{id}/login_links`: a single-use link into an Express account's
+    /// dashboard (Stripe refuses it for other accounts and before onboarding is complete).
+    #[tracing::instrument(skip(self), fields(stripe.account = %account))]
+    pub async fn create_login_link(&self, account: &str) -> Result<LoginLink, StripeError> {
+        let account = convert::object_id("account", account, "acct_")?;
+        let link = CreateAccountLoginLink::new(account)
+            .send(&self.inner)
+            .await
+            .map_err(convert::error)?;
+        Ok(convert::login_link(link))
+    }
+
     /// `POST /v1/transfers`: pays a seller's connected account from the platform balance.
     #[tracing::instrument(skip_all, fields(stripe.account = %new.destination, stripe.transfer))]
     pub async fn create_transfer(&self, new: &NewTransfer) -> Result<Transfer, StripeError> {
@@ -210,6 +324,12 @@ impl StripeClient {
                 "ch_",
             )?);
         }
+        if let Some(payout_id) = &new.payout_id {
+            request = request.metadata(HashMap::from([(
+                PAYOUT_ID_METADATA_KEY.to_owned(),
+                convert::metadata_value("payout_id", payout_id)?,
+            )]));
+        }
         let transfer = request
             .customize()
             .request_strategy(strategy)
@@ -218,6 +338,39 @@ impl StripeClient {
             .map_err(convert::error)?;
         tracing::Span::current().record("stripe.transfer", transfer.id.as_str());
         Ok(convert::transfer(transfer))
+    }
+
+    /// `GET /v1/transfers/{id}`: the transfer now, with how much of it is reversed.
+    #[tracing::instrument(skip(self), fields(stripe.transfer = %id))]
+    pub async fn retrieve_transfer(&self, id: &str) -> Result<Transfer, StripeError> {
+        let id = convert::object_id("transfer", id, "tr_")?;
+        let transfer = RetrieveTransfer::new(id)
+            .send(&self.inner)
+            .await
+            .map_err(convert::error)?;
+        Ok(convert::transfer(transfer))
+    }
+
+    /// `GET /v1/transfers`: one page of transfers, newest first, filtered by group and
+    /// destination. Finds a transfer whose creation answer was lost (match on its `payout_id`),
+    /// whether or not Stripe still remembers the idempotency key.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_transfers(
+        &self,
+        query: &TransferQuery,
+    ) -> Result<Vec<Transfer>, StripeError> {
+        let mut request = ListTransfer::new();
+        if let Some(group) = &query.transfer_group {
+            request = request.transfer_group(convert::metadata_value("transfer_group", group)?);
+        }
+        if let Some(destination) = &query.destination {
+            request = request.destination(convert::object_id("destination", destination, "acct_")?);
+        }
+        if let Some(limit) = query.limit {
+            request = request.limit(convert::limit(limit)?);
+        }
+        let page = request.send(&self.inner).await.map_err(convert::error)?;
+        Ok(page.data.into_iter().map(convert::transfer).collect())
     }
 
     /// `POST /v1/transfers/{id}/reversals`: takes a transfer (or part of it) back, e.g. on refund.

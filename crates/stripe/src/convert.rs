@@ -8,14 +8,18 @@ use stripe_types::Currency;
 
 use crate::error::{ApiError, ApiErrorKind, StripeError};
 use crate::types::{
-    ORDER_ID_METADATA_KEY, PAYMENT_ID_METADATA_KEY, PaymentError, PaymentIntent,
-    PaymentIntentStatus, Refund, RefundStatus, Transfer, TransferReversal,
+    Account, AccountLink, CapabilityStatus, LoginLink, ORDER_ID_METADATA_KEY,
+    PAYMENT_ID_METADATA_KEY, PAYOUT_ID_METADATA_KEY, PaymentError, PaymentIntent,
+    PaymentIntentStatus, Refund, RefundStatus, SELLER_ID_METADATA_KEY, Transfer, TransferReversal,
 };
 
 /// Stripe's largest amount: eight digits of minor units.
 pub(crate) const MAX_AMOUNT: i64 = 99_999_999;
 /// Stripe's limit for a metadata value.
 const MAX_METADATA_VALUE: usize = 500;
+/// The longest redirect URL accepted (browsers and Stripe handle far longer, but nothing we send
+/// needs more).
+const MAX_URL: usize = 2_048;
 
 // ---- input checks ---------------------------------------------------------------------------
 
@@ -90,6 +94,56 @@ pub(crate) fn metadata_value(field: &'static str, value: &str) -> Result<String,
         ));
     }
     Ok(value.to_owned())
+}
+
+/// An ISO 3166-1 alpha-2 country code, sent upper case. Whether Stripe supports it for the
+/// account's configuration is Stripe's answer (a 400 naming `country`).
+pub(crate) fn country(code: &str) -> Result<String, StripeError> {
+    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(code.to_ascii_uppercase())
+    } else {
+        Err(StripeError::invalid(
+            "country",
+            "must be a two-letter ISO 3166-1 code",
+        ))
+    }
+}
+
+/// An absolute http(s) URL without spaces or control characters (a redirect target).
+pub(crate) fn url(field: &'static str, url: &str) -> Result<String, StripeError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host_present = rest.is_some_and(|rest| {
+        rest.split(['/', '?', '#'])
+            .next()
+            .is_some_and(|host| !host.is_empty())
+    });
+    if !host_present {
+        return Err(StripeError::invalid(field, "must be an http or https url"));
+    }
+    if url.len() > MAX_URL {
+        return Err(StripeError::invalid(
+            field,
+            format!("must be at most {MAX_URL} characters"),
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(StripeError::invalid(
+            field,
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// 1 ..= 100, Stripe's page sizes.
+pub(crate) fn limit(limit: i64) -> Result<i64, StripeError> {
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(StripeError::invalid("limit", "must be between 1 and 100"))
+    }
 }
 
 // ---- Stripe → ours --------------------------------------------------------------------------
@@ -188,7 +242,59 @@ pub(crate) fn transfer(transfer: stripe_connect::Transfer) -> Transfer {
             .as_ref()
             .map(|account| account.id().to_string()),
         transfer_group: transfer.transfer_group,
+        source_transaction: transfer
+            .source_transaction
+            .as_ref()
+            .map(|charge| charge.id().to_string()),
+        payout_id: transfer.metadata.get(PAYOUT_ID_METADATA_KEY).cloned(),
         reversed: transfer.reversed,
+        created: transfer.created,
+    }
+}
+
+fn capability(status: Option<&stripe_connect::AccountCapabilitiesStatus>) -> CapabilityStatus {
+    match status.map(stripe_connect::AccountCapabilitiesStatus::as_str) {
+        None => CapabilityStatus::Absent,
+        Some("active") => CapabilityStatus::Active,
+        Some("inactive") => CapabilityStatus::Inactive,
+        Some("pending") => CapabilityStatus::Pending,
+        Some(other) => CapabilityStatus::Other(other.to_owned()),
+    }
+}
+
+pub(crate) fn account(account: stripe_connect::Account) -> Account {
+    Account {
+        id: account.id.to_string(),
+        country: account.country.map(|c| c.to_ascii_uppercase()),
+        charges_enabled: account.charges_enabled.unwrap_or(false),
+        payouts_enabled: account.payouts_enabled.unwrap_or(false),
+        details_submitted: account.details_submitted.unwrap_or(false),
+        transfers: capability(
+            account
+                .capabilities
+                .as_ref()
+                .and_then(|capabilities| capabilities.transfers.as_ref()),
+        ),
+        seller_id: account
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.get(SELLER_ID_METADATA_KEY).cloned()),
+        created: account.created,
+    }
+}
+
+pub(crate) fn account_link(link: stripe_connect::AccountLink) -> AccountLink {
+    AccountLink {
+        url: link.url,
+        created: link.created,
+        expires_at: link.expires_at,
+    }
+}
+
+pub(crate) fn login_link(link: stripe_connect::LoginLink) -> LoginLink {
+    LoginLink {
+        url: link.url,
+        created: link.created,
     }
 }
 
@@ -254,6 +360,52 @@ mod tests {
         ] {
             assert!(object_id("id", bad, "pi_").is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn countries_are_two_letters_sent_upper_case() {
+        assert_eq!(country("jp").expect("jp"), "JP");
+        assert_eq!(country("US").expect("us"), "US");
+        for bad in ["", "J", "JPN", "J1", "日本"] {
+            assert!(country(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn redirect_urls_must_be_absolute_http_urls() {
+        for good in [
+            "https://shop.example/seller/payouts?done=1",
+            "http://127.0.0.1:5173/seller",
+        ] {
+            assert_eq!(url("return_url", good).expect("accepted"), good);
+        }
+        for bad in [
+            "",
+            "shop.example/seller",
+            "https://",
+            "https:///path",
+            "ftp://shop.example",
+            "javascript:alert(1)",
+            "https://shop.example/a b",
+        ] {
+            assert!(
+                matches!(
+                    url("return_url", bad),
+                    Err(StripeError::InvalidArgument {
+                        field: "return_url",
+                        ..
+                    })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(
+            url(
+                "return_url",
+                &format!("https://a.example/{}", "x".repeat(MAX_URL))
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@ pub const ORDER_ID_METADATA_KEY: &str = "order_id";
 pub const PAYMENT_ID_METADATA_KEY: &str = "payment_id";
 /// The metadata key that carries our refund id (refunds).
 pub const REFUND_ID_METADATA_KEY: &str = "refund_id";
+/// The metadata key that carries our seller id (connected accounts).
+pub const SELLER_ID_METADATA_KEY: &str = "seller_id";
+/// The metadata key that carries our payout id (transfers).
+pub const PAYOUT_ID_METADATA_KEY: &str = "payout_id";
 
 /// A PaymentIntent to create for an order; the browser confirms it with the client secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +174,110 @@ impl RefundStatus {
     }
 }
 
+/// How a connected account is configured, in the controller properties Stripe recommends over
+/// the deprecated `type` (docs.stripe.com/connect/migrate-to-controller-properties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountKind {
+    /// What `type=express` means: the Express Dashboard, Stripe collects requirements through
+    /// hosted onboarding, the platform pays Stripe's fees and is liable for negative balances
+    /// (`controller[stripe_dashboard][type]=express`, `controller[fees][payer]=application`,
+    /// `controller[losses][payments]=application`).
+    Express,
+    /// What `type=standard` means: the full Stripe Dashboard, the account pays its own fees and
+    /// Stripe is liable (`controller[stripe_dashboard][type]=full`,
+    /// `controller[fees][payer]=account`, `controller[losses][payments]=stripe`).
+    Standard,
+}
+
+/// A connected account to create for a seller; it requests the `transfers` and
+/// `card_payments` capabilities, which Stripe activates once onboarding is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub kind: AccountKind,
+    /// ISO 3166-1 alpha-2, any case (sent upper case).
+    pub country: String,
+    /// Stored in the metadata under [`SELLER_ID_METADATA_KEY`].
+    pub seller_id: String,
+    /// Prefills onboarding when given.
+    pub email: Option<String>,
+    /// Derive it from the seller, so a retry (or a concurrent duplicate) gets the same account.
+    pub idempotency_key: String,
+}
+
+/// The state of one capability of a connected account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CapabilityStatus {
+    Active,
+    Inactive,
+    Pending,
+    /// Not requested, or not reported for this account.
+    Absent,
+    /// A state this adapter does not know.
+    Other(String),
+}
+
+/// A connected account as Stripe reports it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// `acct_…`.
+    pub id: String,
+    /// Upper case, when reported.
+    pub country: Option<String>,
+    /// The account may create charges.
+    pub charges_enabled: bool,
+    /// Stripe may pay its balance out to its bank account.
+    pub payouts_enabled: bool,
+    /// The seller has submitted the onboarding form (requirements may still be due).
+    pub details_submitted: bool,
+    /// Whether transfers to this account are possible: only once `Active`.
+    pub transfers: CapabilityStatus,
+    /// The `seller_id` metadata value, when present.
+    pub seller_id: Option<String>,
+    /// Unix seconds, when reported.
+    pub created: Option<i64>,
+}
+
+/// What an account link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountLinkKind {
+    /// Stripe-hosted onboarding (`account_onboarding`).
+    Onboarding,
+    /// Updating details, only for accounts whose requirements the platform collects
+    /// (`account_update`; not Express or Standard accounts).
+    Update,
+}
+
+/// A single-use link into Stripe-hosted onboarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccountLink {
+    /// `acct_…`.
+    pub account: String,
+    pub kind: AccountLinkKind,
+    /// Where Stripe sends the seller when they leave or finish the flow (http or https).
+    pub return_url: String,
+    /// Where Stripe sends the seller when the link expired or was used (http or https); that
+    /// page should ask for a fresh link.
+    pub refresh_url: String,
+}
+
+/// An account link: open `url` in the seller's browser before `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLink {
+    pub url: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A single-use link into an Express account's dashboard (Stripe documents no expiry time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLink {
+    pub url: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
 /// A Connect transfer from the platform balance to a seller's connected account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTransfer {
@@ -183,6 +291,9 @@ pub struct NewTransfer {
     /// The paid charge (`ch_…`) the funds come from, so the transfer does not wait for the
     /// platform's available balance.
     pub source_transaction: Option<String>,
+    /// Stored in the metadata under [`PAYOUT_ID_METADATA_KEY`] when given, so the transfer can
+    /// be found again ([`crate::StripeClient::list_transfers`]) after a lost answer.
+    pub payout_id: Option<String>,
     pub idempotency_key: String,
 }
 
@@ -194,8 +305,23 @@ pub struct Transfer {
     pub currency: String,
     pub destination: Option<String>,
     pub transfer_group: Option<String>,
+    pub source_transaction: Option<String>,
+    /// The `payout_id` metadata value, when present.
+    pub payout_id: Option<String>,
     /// True only once the whole amount is reversed.
     pub reversed: bool,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Which transfers [`crate::StripeClient::list_transfers`] returns (newest first, one page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferQuery {
+    pub transfer_group: Option<String>,
+    /// `acct_…`.
+    pub destination: Option<String>,
+    /// 1 ..= 100; `None` is Stripe's default of 10.
+    pub limit: Option<i64>,
 }
 
 /// A (partial) reversal of a transfer, e.g. when the order is refunded.

@@ -22,6 +22,9 @@ pub struct WebhookEvent {
     /// The PaymentIntent the event is about: `data.object.id` for `payment_intent.*` events,
     /// `data.object.payment_intent` for charges and refunds.
     pub payment_intent_id: Option<String>,
+    /// The connected account an `account.*` event is about (`data.object.id`); re-fetch it
+    /// with [`crate::StripeClient::retrieve_account`].
+    pub account_id: Option<String>,
 }
 
 /// Event types we react to; the rest are [`EventKind::Other`].
@@ -34,6 +37,8 @@ pub enum EventKind {
     PaymentIntentPaymentFailed,
     PaymentIntentCanceled,
     ChargeRefunded,
+    /// A connected account changed (onboarding finished, capabilities enabled or disabled).
+    AccountUpdated,
     Other(String),
 }
 
@@ -47,6 +52,7 @@ impl EventKind {
             "payment_intent.payment_failed" => Self::PaymentIntentPaymentFailed,
             "payment_intent.canceled" => Self::PaymentIntentCanceled,
             "charge.refunded" => Self::ChargeRefunded,
+            "account.updated" => Self::AccountUpdated,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -61,6 +67,7 @@ impl EventKind {
             Self::PaymentIntentPaymentFailed => "payment_intent.payment_failed",
             Self::PaymentIntentCanceled => "payment_intent.canceled",
             Self::ChargeRefunded => "charge.refunded",
+            Self::AccountUpdated => "account.updated",
             Self::Other(other) => other,
         }
     }
@@ -105,6 +112,11 @@ pub fn parse_event(payload: &[u8]) -> Result<WebhookEvent, EventParseError> {
         )));
     }
     let object = raw.data.object;
+    let account_id = if object.object.as_deref() == Some("account") {
+        object.id.clone()
+    } else {
+        None
+    };
     let payment_intent_id = if object.object.as_deref() == Some("payment_intent") {
         object.id
     } else {
@@ -123,6 +135,7 @@ pub fn parse_event(payload: &[u8]) -> Result<WebhookEvent, EventParseError> {
         created: raw.created,
         livemode: raw.livemode,
         payment_intent_id,
+        account_id,
     })
 }
 
@@ -148,6 +161,16 @@ mod tests {
         let event = parse_event(body).expect("an event");
         assert_eq!(event.kind, EventKind::ChargeRefunded);
         assert_eq!(event.payment_intent_id.as_deref(), Some("pi_2"));
+    }
+
+    #[test]
+    fn an_account_event_names_its_account() {
+        let body = br#"{"id":"evt_4","type":"account.updated","created":1,
+            "data":{"object":{"id":"acct_1","object":"account","payouts_enabled":true}}}"#;
+        let event = parse_event(body).expect("an event");
+        assert_eq!(event.kind, EventKind::AccountUpdated);
+        assert_eq!(event.account_id.as_deref(), Some("acct_1"));
+        assert_eq!(event.payment_intent_id, None);
     }
 
     #[test]

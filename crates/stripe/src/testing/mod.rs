@@ -1,6 +1,7 @@
 //! Test harness (feature `testing`): a real localstripe per test, the normalizing proxy in front
-//! of it, and what a browser or the Stripe dashboard would do (confirm a card, register a webhook
-//! endpoint, wipe the data).
+//! of it (which answers the Connect endpoints localstripe lacks from an in-memory stand-in,
+//! [`Connect`]), and what a browser, a seller or the Stripe dashboard would do (confirm a card,
+//! finish onboarding, register a webhook endpoint, wipe the data).
 //!
 //! localstripe (PyPI, pinned in the Makefile) lives in a git-ignored virtualenv under
 //! `.cache/tools/localstripe`; `make localstripe` installs it (`make test` does so first). A test
@@ -15,6 +16,7 @@
 //! # }
 //! ```
 
+mod connect;
 mod proxy;
 
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+pub use connect::{Connect, ConnectCall, Fault};
 pub use proxy::normalize_localstripe_json;
 
 use crate::{StripeClient, StripeConfig};
@@ -95,6 +98,7 @@ pub struct ConfirmOutcome {
 pub struct LocalStripe {
     // Field order: the proxy stops before the process it forwards to.
     proxy: proxy::NormalizingProxy,
+    connect: Connect,
     direct_url: String,
     http: proxy::HttpClient,
     _stdout: Lines<BufReader<ChildStdout>>,
@@ -152,9 +156,11 @@ impl LocalStripe {
             Err(_) => panic!("localstripe did not start within {STARTUP_PATIENCE:?}"),
         };
         let direct_url = format!("http://127.0.0.1:{port}");
-        let proxy = proxy::NormalizingProxy::start(direct_url.clone()).await;
+        let connect = Connect::default();
+        let proxy = proxy::NormalizingProxy::start(direct_url.clone(), connect.clone()).await;
         let stripe = Self {
             proxy,
+            connect,
             direct_url,
             http: proxy::http_client(),
             _stdout: stdout,
@@ -189,6 +195,12 @@ impl LocalStripe {
     /// localstripe itself, for what a browser or the dashboard does, and to see its raw answers.
     pub fn direct_url(&self) -> &str {
         &self.direct_url
+    }
+
+    /// The Connect stand-in behind [`Self::base_url`]: complete or restrict a seller's
+    /// onboarding, inject faults, see the transfers made.
+    pub fn connect(&self) -> &Connect {
+        &self.connect
     }
 
     /// A client on [`Self::base_url`] with [`TEST_SECRET_KEY`].
@@ -271,6 +283,21 @@ impl LocalStripe {
             .send(Method::GET, path, None)
             .await
             .expect("localstripe answers a GET");
+        let body = serde_json::from_str(&answer).unwrap_or_else(|_| json!({ "raw": answer }));
+        (status.as_u16(), body)
+    }
+
+    /// A form POST on localstripe itself, bypassing the proxy (and the Connect stand-in): its
+    /// raw answer, the body as JSON or `{"raw": text}`.
+    pub async fn post_raw(&self, path: &str, form: &str) -> (u16, Value) {
+        let (status, answer) = self
+            .send(
+                Method::POST,
+                path,
+                Some(("application/x-www-form-urlencoded", form.to_owned())),
+            )
+            .await
+            .expect("localstripe answers a POST");
         let body = serde_json::from_str(&answer).unwrap_or_else(|_| json!({ "raw": answer }));
         (status.as_u16(), body)
     }

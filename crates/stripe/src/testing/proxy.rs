@@ -11,13 +11,16 @@
 //!   embedded `latest_charge` object into its id (the current API sends the id unless expanded,
 //!   and localstripe's charge lacks fields the typed model requires); gives
 //!   `last_payment_error` its `type` (`card_error`), which the typed model requires.
-//! - Error bodies: a plain-text 404/405 for an endpoint localstripe lacks (transfers, accounts,
-//!   Checkout Sessions) becomes Stripe's JSON "Unrecognized request URL" error, so the adapter
-//!   reports a 404 instead of an unreadable body; a 402 decline's `type` becomes `card_error`
-//!   as in Stripe (localstripe says `invalid_request_error`; fidelity only, nothing breaks
-//!   without it).
+//! - Error bodies: a plain-text 404/405 for an endpoint localstripe lacks (Checkout Sessions,
+//!   any other) becomes Stripe's JSON "Unrecognized request URL" error, so the adapter reports a
+//!   404 instead of an unreadable body; a 402 decline's `type` becomes `card_error` as in Stripe
+//!   (localstripe says `invalid_request_error`; fidelity only, nothing breaks without it).
 //!
 //! Refunds, and localstripe's other error bodies, parse as they are.
+//!
+//! The Connect endpoints localstripe lacks entirely (accounts, account and login links,
+//! transfers and reversals) never reach it: the proxy answers them from the in-memory stand-in
+//! in `connect.rs`, asking localstripe only for the charge a transfer names as its source.
 //!
 //! Webhooks do not pass through here: localstripe posts them, signed, straight to the receiver.
 
@@ -35,6 +38,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
+use super::connect::{self, Connect, ConnectRequest};
+
 /// Largest request body forwarded (Stripe's forms are small).
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -48,6 +53,7 @@ pub(crate) fn http_client() -> HttpClient {
 struct Upstream {
     base: String,
     http: HttpClient,
+    connect: Connect,
 }
 
 /// A running proxy on a loopback port; stops when dropped.
@@ -58,8 +64,9 @@ pub(crate) struct NormalizingProxy {
 }
 
 impl NormalizingProxy {
-    /// Listens on 127.0.0.1:0 and forwards to `upstream` (`http://127.0.0.1:PORT`).
-    pub(crate) async fn start(upstream: String) -> Self {
+    /// Listens on 127.0.0.1:0, forwards to `upstream` (`http://127.0.0.1:PORT`) and answers
+    /// the Connect endpoints from `connect`.
+    pub(crate) async fn start(upstream: String, connect: Connect) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the normalizing proxy on a loopback port");
@@ -67,6 +74,7 @@ impl NormalizingProxy {
         let state = Upstream {
             base: upstream,
             http: http_client(),
+            connect,
         };
         let router = axum::Router::new().fallback(forward).with_state(state);
         let task = tokio::spawn(async move {
@@ -105,6 +113,9 @@ async fn forward(State(upstream): State<Upstream>, request: Request) -> Response
             );
         }
     };
+    if let Some((call, id)) = connect::route(parts.method.as_str(), parts.uri.path()) {
+        return serve_connect(&upstream, &parts, body, call, id).await;
+    }
     let mut forwarded = hyper::Request::builder()
         .method(parts.method.clone())
         .uri(format!("{}{path}", upstream.base));
@@ -163,6 +174,93 @@ async fn forward(State(upstream): State<Upstream>, request: Request) -> Response
             response
         }
     }
+}
+
+/// Answers a Connect request from the stand-in (see `connect.rs`).
+async fn serve_connect(
+    upstream: &Upstream,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    call: connect::ConnectCall,
+    id: Option<String>,
+) -> Response {
+    use axum::extract::FromRequest as _;
+    let params = if parts.method == axum::http::Method::GET {
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map(|query| query.0)
+            .map_err(|err| err.to_string())
+    } else {
+        let form = axum::http::Request::builder()
+            .method(axum::http::Method::POST)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("a request to parse the form from");
+        axum::Form::<Vec<(String, String)>>::from_request(form, &())
+            .await
+            .map(|form| form.0)
+            .map_err(|err| err.to_string())
+    };
+    let params = match params {
+        Ok(params) => params,
+        Err(err) => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", &err),
+    };
+    let request = ConnectRequest {
+        call,
+        id,
+        params,
+        idempotency_key: parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+    };
+    let charge = match connect::source_charge(&request) {
+        Some(charge) => Some(fetch_charge(upstream, parts, charge).await),
+        None => None,
+    };
+    let answer = upstream.connect.handle(&request, charge);
+    let mut response = Response::new(Body::from(answer.body.to_string()));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if answer.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// localstripe's charge `id` (status and JSON body), with the caller's credentials.
+async fn fetch_charge(
+    upstream: &Upstream,
+    parts: &axum::http::request::Parts,
+    id: &str,
+) -> (u16, Value) {
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return (404, Value::Null);
+    }
+    let mut request = hyper::Request::builder()
+        .method(axum::http::Method::GET)
+        .uri(format!("{}/v1/charges/{id}", upstream.base));
+    if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+        request = request.header(header::AUTHORIZATION, auth);
+    }
+    let Ok(request) = request.body(Full::new(Bytes::new())) else {
+        return (500, Value::Null);
+    };
+    let Ok(answer) = upstream.http.request(request).await else {
+        return (502, Value::Null);
+    };
+    let status = answer.status().as_u16();
+    let body = match answer.into_body().collect().await {
+        Ok(collected) => serde_json::from_slice(&collected.to_bytes()).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    (status, body)
 }
 
 fn stripe_error(status: StatusCode, kind: &str, message: &str) -> Response {

@@ -2,7 +2,8 @@
 //! answers with fixtures in the shape Stripe documents for the current API (tests/fixtures) and
 //! records every request. They pin what localstripe cannot: the current response shapes parsed
 //! without the normalizing proxy, the exact form fields, the `Idempotency-Key`, `Stripe-Version`
-//! and auth headers, transfers and their reversals, and how Stripe's error objects map.
+//! and auth headers, Connect (connected accounts, onboarding and dashboard links, transfers and
+//! their reversals), and how Stripe's error objects map.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,8 +12,10 @@ use axum::extract::{FromRequest, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use mercato_stripe::{
-    ApiErrorKind, EventKind, NewPaymentIntent, NewRefund, NewTransfer, NewTransferReversal,
-    PaymentIntentStatus, RefundStatus, StripeClient, StripeConfig, StripeError, parse_event,
+    AccountKind, AccountLinkKind, ApiErrorKind, CapabilityStatus, EventKind, NewAccount,
+    NewAccountLink, NewPaymentIntent, NewRefund, NewTransfer, NewTransferReversal,
+    PaymentIntentStatus, RefundStatus, StripeClient, StripeConfig, StripeError, TransferQuery,
+    parse_event,
 };
 
 const SECRET_KEY: &str = "sk_test_contract_4eC39HqLyjWDarjtT1zdp7dc";
@@ -27,6 +30,7 @@ fn fixture(name: &str) -> String {
 struct Recorded {
     method: Method,
     path: String,
+    query: Option<String>,
     headers: HeaderMap,
     form: Vec<(String, String)>,
 }
@@ -142,6 +146,7 @@ async fn answer(
         .push(Recorded {
             method: method.clone(),
             path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
             headers,
             form,
         });
@@ -435,6 +440,7 @@ async fn a_seller_transfer_names_amount_destination_group_and_source_charge() {
             destination: "acct_1QmercatoSeller00001".to_owned(),
             transfer_group: Some("order_0193a5a4-6f0e-7c3a-9d55-3f1d2c4b5a69".to_owned()),
             source_transaction: Some("ch_3QmercatoCharge00001".to_owned()),
+            payout_id: Some("0193a5a4-8c00-7000-8000-0000000000bb".to_owned()),
             idempotency_key: "order-0193a5a4-transfer-acct_1QmercatoSeller00001".to_owned(),
         })
         .await
@@ -465,10 +471,20 @@ async fn a_seller_transfer_names_amount_destination_group_and_source_charge() {
             "amount",
             "currency",
             "destination",
+            "metadata[payout_id]",
             "source_transaction",
             "transfer_group"
         ]
     );
+    assert_eq!(
+        request.field("metadata[payout_id]"),
+        Some("0193a5a4-8c00-7000-8000-0000000000bb")
+    );
+    assert_eq!(
+        transfer.source_transaction.as_deref(),
+        Some("ch_3QmercatoCharge00001")
+    );
+    assert_eq!(transfer.created, 1_764_000_400);
     assert_eq!(request.field("amount"), Some("1799"));
     assert_eq!(request.field("currency"), Some("eur"));
     assert_eq!(
@@ -516,6 +532,297 @@ async fn reversing_a_transfer_posts_to_its_reversals() {
     );
     assert_eq!(request.field_names(), ["amount"]);
     assert_eq!(request.field("amount"), Some("1799"));
+}
+
+fn new_account(kind: AccountKind) -> NewAccount {
+    NewAccount {
+        kind,
+        country: "jp".to_owned(),
+        seller_id: "0193a5a4-5e00-7000-8000-00000000aaaa".to_owned(),
+        email: None,
+        idempotency_key: "mercato-seller-account-0193a5a45e0070008000".to_owned(),
+    }
+}
+
+fn new_account_link() -> NewAccountLink {
+    NewAccountLink {
+        account: "acct_1QmercatoSeller00001".to_owned(),
+        kind: AccountLinkKind::Onboarding,
+        return_url: "https://shop.example/seller/payouts?onboarded=1".to_owned(),
+        refresh_url: "https://shop.example/seller/payouts/refresh".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn an_express_account_is_created_with_controller_properties_capabilities_and_its_seller() {
+    let stripe = FakeStripe::serve(vec![route(
+        Method::POST,
+        "/v1/accounts",
+        200,
+        "account_created.json",
+    )])
+    .await;
+
+    let account = stripe
+        .client()
+        .create_account(&new_account(AccountKind::Express))
+        .await
+        .expect("the account is created");
+
+    assert_eq!(account.id, "acct_1QmercatoSeller00001");
+    assert_eq!(account.country.as_deref(), Some("JP"));
+    assert!(!account.charges_enabled && !account.payouts_enabled && !account.details_submitted);
+    assert_eq!(account.transfers, CapabilityStatus::Inactive);
+    assert_eq!(
+        account.seller_id.as_deref(),
+        Some("0193a5a4-5e00-7000-8000-00000000aaaa")
+    );
+    assert_eq!(account.created, Some(1_764_000_600));
+
+    let request = stripe.only_request();
+    assert_eq!(
+        (request.method.clone(), request.path.as_str()),
+        (Method::POST, "/v1/accounts")
+    );
+    assert_authenticated_and_versioned(&request);
+    assert_eq!(
+        request.header("idempotency-key"),
+        Some("mercato-seller-account-0193a5a45e0070008000")
+    );
+    assert_eq!(
+        request.field_names(),
+        [
+            "capabilities[card_payments][requested]",
+            "capabilities[transfers][requested]",
+            "controller[fees][payer]",
+            "controller[losses][payments]",
+            "controller[stripe_dashboard][type]",
+            "country",
+            "metadata[seller_id]",
+        ],
+        "controller properties, not the deprecated type"
+    );
+    assert_eq!(
+        request.field("controller[stripe_dashboard][type]"),
+        Some("express")
+    );
+    assert_eq!(
+        request.field("controller[fees][payer]"),
+        Some("application")
+    );
+    assert_eq!(
+        request.field("controller[losses][payments]"),
+        Some("application")
+    );
+    assert_eq!(
+        request.field("capabilities[transfers][requested]"),
+        Some("true")
+    );
+    assert_eq!(request.field("country"), Some("JP"));
+    assert_eq!(
+        request.field("metadata[seller_id]"),
+        Some("0193a5a4-5e00-7000-8000-00000000aaaa")
+    );
+}
+
+#[tokio::test]
+async fn a_standard_account_has_the_full_dashboard_and_pays_its_own_fees() {
+    let stripe = FakeStripe::serve(vec![route(
+        Method::POST,
+        "/v1/accounts",
+        200,
+        "account_created.json",
+    )])
+    .await;
+
+    stripe
+        .client()
+        .create_account(&NewAccount {
+            email: Some("seller@example.com".to_owned()),
+            ..new_account(AccountKind::Standard)
+        })
+        .await
+        .expect("the account is created");
+
+    let request = stripe.only_request();
+    assert_eq!(
+        request.field("controller[stripe_dashboard][type]"),
+        Some("full")
+    );
+    assert_eq!(request.field("controller[fees][payer]"), Some("account"));
+    assert_eq!(
+        request.field("controller[losses][payments]"),
+        Some("stripe")
+    );
+    assert_eq!(request.field("email"), Some("seller@example.com"));
+    assert_eq!(request.field("type"), None);
+}
+
+#[tokio::test]
+async fn an_onboarded_account_reads_as_enabled_for_transfers_and_payouts() {
+    let stripe = FakeStripe::serve(vec![route(
+        Method::GET,
+        "/v1/accounts/acct_1QmercatoSeller00001",
+        200,
+        "account_active.json",
+    )])
+    .await;
+
+    let account = stripe
+        .client()
+        .retrieve_account("acct_1QmercatoSeller00001")
+        .await
+        .expect("the account is read");
+
+    assert!(account.charges_enabled && account.payouts_enabled && account.details_submitted);
+    assert_eq!(account.transfers, CapabilityStatus::Active);
+    let request = stripe.only_request();
+    assert_eq!(request.method, Method::GET);
+    assert_authenticated_and_versioned(&request);
+    assert_eq!(request.header("idempotency-key"), None);
+}
+
+#[tokio::test]
+async fn an_onboarding_link_names_the_account_its_type_and_both_urls() {
+    let stripe = FakeStripe::serve(vec![route(
+        Method::POST,
+        "/v1/account_links",
+        200,
+        "account_link.json",
+    )])
+    .await;
+
+    let link = stripe
+        .client()
+        .create_account_link(&new_account_link())
+        .await
+        .expect("the link is created");
+
+    assert_eq!(
+        link.url,
+        "https://connect.stripe.com/setup/e/acct_1QmercatoSeller00001/Fx8ContractOnboardingLink"
+    );
+    assert_eq!(
+        (link.created, link.expires_at),
+        (1_764_000_610, 1_764_000_910)
+    );
+    let request = stripe.only_request();
+    assert_authenticated_and_versioned(&request);
+    assert_eq!(
+        request.field_names(),
+        ["account", "refresh_url", "return_url", "type"]
+    );
+    assert_eq!(request.field("account"), Some("acct_1QmercatoSeller00001"));
+    assert_eq!(request.field("type"), Some("account_onboarding"));
+    assert_eq!(
+        request.field("return_url"),
+        Some("https://shop.example/seller/payouts?onboarded=1")
+    );
+    assert_eq!(
+        request.field("refresh_url"),
+        Some("https://shop.example/seller/payouts/refresh")
+    );
+}
+
+#[tokio::test]
+async fn a_dashboard_link_posts_to_the_accounts_login_links() {
+    let stripe = FakeStripe::serve(vec![route(
+        Method::POST,
+        "/v1/accounts/acct_1QmercatoSeller00001/login_links",
+        200,
+        "login_link.json",
+    )])
+    .await;
+
+    let link = stripe
+        .client()
+        .create_login_link("acct_1QmercatoSeller00001")
+        .await
+        .expect("the link is created");
+
+    assert_eq!(
+        link.url,
+        "https://connect.stripe.com/express/acct_1QmercatoSeller00001/Fx8ContractDashboardLink"
+    );
+    assert_eq!(link.created, 1_764_000_950);
+    assert!(stripe.only_request().form.is_empty());
+}
+
+#[tokio::test]
+async fn transfers_are_listed_by_group_and_destination_with_their_payout_and_reversals() {
+    let stripe = FakeStripe::serve(vec![route(
+        Method::GET,
+        "/v1/transfers",
+        200,
+        "transfer_list.json",
+    )])
+    .await;
+
+    let transfers = stripe
+        .client()
+        .list_transfers(&TransferQuery {
+            transfer_group: Some("order_0193a5a4-6f0e-7c3a-9d55-3f1d2c4b5a69".to_owned()),
+            destination: Some("acct_1QmercatoSeller00001".to_owned()),
+            limit: Some(100),
+        })
+        .await
+        .expect("the transfers are listed");
+
+    assert_eq!(transfers.len(), 1);
+    let transfer = &transfers[0];
+    assert_eq!(transfer.id, "tr_1QmercatoTransfer00001");
+    assert_eq!((transfer.amount, transfer.amount_reversed), (1799, 500));
+    assert_eq!(
+        transfer.payout_id.as_deref(),
+        Some("0193a5a4-8c00-7000-8000-0000000000bb")
+    );
+    let request = stripe.only_request();
+    assert_authenticated_and_versioned(&request);
+    let mut query: Vec<(String, String)> = request
+        .query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    query.sort();
+    assert_eq!(
+        query,
+        [
+            (
+                "destination".to_owned(),
+                "acct_1QmercatoSeller00001".to_owned()
+            ),
+            ("limit".to_owned(), "100".to_owned()),
+            (
+                "transfer_group".to_owned(),
+                "order_0193a5a4-6f0e-7c3a-9d55-3f1d2c4b5a69".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_is_read_by_its_id() {
+    let stripe = FakeStripe::serve(vec![route(
+        Method::GET,
+        "/v1/transfers/tr_1QmercatoTransfer00001",
+        200,
+        "transfer.json",
+    )])
+    .await;
+
+    let transfer = stripe
+        .client()
+        .retrieve_transfer("tr_1QmercatoTransfer00001")
+        .await
+        .expect("the transfer is read");
+
+    assert_eq!(transfer.id, "tr_1QmercatoTransfer00001");
+    assert_eq!(transfer.payout_id, None);
+    assert!(!transfer.reversed);
+    assert_eq!(stripe.only_request().method, Method::GET);
 }
 
 #[tokio::test]
@@ -705,6 +1012,7 @@ async fn bad_input_is_refused_before_anything_is_sent() {
             destination: "cus_123".to_owned(),
             transfer_group: None,
             source_transaction: None,
+            payout_id: None,
             idempotency_key: "k".to_owned(),
         })
         .await
@@ -719,6 +1027,81 @@ async fn bad_input_is_refused_before_anything_is_sent() {
         .await
         .expect_err("refused");
     assert_eq!(field_of(err), "amount");
+    for (new, field) in [
+        (
+            NewAccount {
+                country: "JPN".to_owned(),
+                ..new_account(AccountKind::Express)
+            },
+            "country",
+        ),
+        (
+            NewAccount {
+                seller_id: String::new(),
+                ..new_account(AccountKind::Express)
+            },
+            "seller_id",
+        ),
+        (
+            NewAccount {
+                idempotency_key: String::new(),
+                ..new_account(AccountKind::Standard)
+            },
+            "idempotency_key",
+        ),
+    ] {
+        let err = client.create_account(&new).await.expect_err("refused");
+        assert_eq!(field_of(err), field, "{new:?}");
+    }
+    for (new, field) in [
+        (
+            NewAccountLink {
+                account: "cus_1".to_owned(),
+                ..new_account_link()
+            },
+            "account",
+        ),
+        (
+            NewAccountLink {
+                return_url: "javascript:alert(1)".to_owned(),
+                ..new_account_link()
+            },
+            "return_url",
+        ),
+        (
+            NewAccountLink {
+                refresh_url: "/seller/payouts".to_owned(),
+                ..new_account_link()
+            },
+            "refresh_url",
+        ),
+    ] {
+        let err = client.create_account_link(&new).await.expect_err("refused");
+        assert_eq!(field_of(err), field, "{new:?}");
+    }
+    let err = client
+        .retrieve_account("acct_1/../../v1/balance")
+        .await
+        .expect_err("refused");
+    assert_eq!(field_of(err), "account");
+    let err = client
+        .create_login_link("acct_")
+        .await
+        .expect_err("refused");
+    assert_eq!(field_of(err), "account");
+    let err = client
+        .retrieve_transfer("tr_1?expand=destination")
+        .await
+        .expect_err("refused");
+    assert_eq!(field_of(err), "transfer");
+    let err = client
+        .list_transfers(&TransferQuery {
+            limit: Some(0),
+            ..TransferQuery::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(field_of(err), "limit");
 
     assert!(stripe.requests().is_empty(), "{:#?}", stripe.requests());
 }

@@ -1,6 +1,6 @@
 //! The adapter against a real, stateful localstripe (through the normalizing proxy): payments
 //! confirmed and declined by test cards, refunds, cancellation, signed webhooks, and what
-//! localstripe does not do (idempotency keys, transfers) pinned so a change shows.
+//! localstripe does not do (idempotency keys, Connect) pinned so a change shows.
 //!
 //! Each test starts its own localstripe on a free loopback port; without it installed the test
 //! fails and says to run `make localstripe`.
@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use mercato_stripe::testing::{LocalStripe, TestCard, sign_webhook_payload, webhook_signature};
 use mercato_stripe::{
-    ApiErrorKind, EventKind, NewPaymentIntent, NewRefund, NewTransfer, NewTransferReversal,
-    PaymentIntentStatus, RefundStatus, parse_event,
+    ApiErrorKind, EventKind, NewPaymentIntent, NewRefund, PaymentIntentStatus, RefundStatus,
+    parse_event,
 };
 use tokio::sync::mpsc;
 
@@ -461,39 +461,43 @@ async fn localstripe_answers_in_an_older_shape_that_the_proxy_patches() {
     );
 }
 
-/// localstripe has no Connect: no accounts, no transfers, no reversals. The adapter's transfer
-/// calls are covered by the contract tests; here the gap is pinned so a localstripe that adds
-/// them is noticed.
+/// localstripe has no Connect at all: every endpoint seller payouts use answers 404 on
+/// localstripe itself (through the proxy, the Connect stand-in answers them instead; see
+/// `tests/connect`). Pinned so a localstripe that adds them is noticed.
 #[tokio::test]
-async fn localstripe_has_no_transfers() {
+async fn localstripe_itself_has_no_connect_endpoints() {
     let stripe = LocalStripe::start().await;
-    let client = stripe.client();
 
-    let err = client
-        .create_transfer(&NewTransfer {
-            amount: 1000,
-            currency: "eur".to_owned(),
-            destination: "acct_1Seller0000000001".to_owned(),
-            transfer_group: Some("order-transfer".to_owned()),
-            source_transaction: None,
-            idempotency_key: "order-transfer-acct_1Seller0000000001".to_owned(),
-        })
-        .await
-        .expect_err("localstripe has no /v1/transfers");
-    assert!(err.is_not_found(), "{err}");
-
-    let err = client
-        .reverse_transfer(&NewTransferReversal {
-            transfer: "tr_1Transfer000000001".to_owned(),
-            amount: None,
-            idempotency_key: "order-transfer-reversal".to_owned(),
-        })
-        .await
-        .expect_err("localstripe has no transfer reversals");
-    assert!(err.is_not_found(), "{err}");
-
-    let (status, _) = stripe.get_raw("/v1/accounts/acct_1Seller0000000001").await;
-    assert_eq!(status, 404, "localstripe now has accounts");
+    for (path, form) in [
+        (
+            "/v1/accounts",
+            "country=JP&controller[stripe_dashboard][type]=express",
+        ),
+        (
+            "/v1/account_links",
+            "account=acct_1Seller0000000001&type=account_onboarding",
+        ),
+        ("/v1/accounts/acct_1Seller0000000001/login_links", ""),
+        (
+            "/v1/transfers",
+            "amount=1000&currency=eur&destination=acct_1Seller0000000001",
+        ),
+        (
+            "/v1/transfers/tr_1Transfer000000001/reversals",
+            "amount=100",
+        ),
+    ] {
+        let (status, body) = stripe.post_raw(path, form).await;
+        assert_eq!(status, 404, "localstripe now serves POST {path}: {body}");
+    }
+    for path in [
+        "/v1/accounts/acct_1Seller0000000001",
+        "/v1/transfers",
+        "/v1/transfers/tr_1Transfer000000001",
+    ] {
+        let (status, body) = stripe.get_raw(path).await;
+        assert_eq!(status, 404, "localstripe now serves GET {path}: {body}");
+    }
 }
 
 /// localstripe refuses `transfer_group` on a PaymentIntent (Stripe accepts it): seller payouts
