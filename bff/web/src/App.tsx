@@ -1,5 +1,5 @@
-// Routes and the page layout. Later features (the wallet, the payment pages) add a route here, a
-// link in the nav, and a page under pages/.
+// Routes and the page layout: a feature adds a route here, a link in the nav, and a page under
+// pages/.
 
 import { createBrowserRouter, Navigate, Outlet, useLocation } from "react-router";
 import { hasRole, useSession } from "./auth/session";
@@ -67,6 +67,10 @@ export const router = createBrowserRouter([
           {
             path: "orders/:orderId",
             lazy: async () => ({ Component: (await import("./pages/OrderDetail")).OrderDetailPage }),
+          },
+          {
+            path: "wallet",
+            lazy: async () => ({ Component: (await import("./pages/Wallet")).WalletPage }),
           },
           {
             path: "account",

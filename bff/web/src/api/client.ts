@@ -12,6 +12,7 @@ import { CatalogService } from "../gen/mercato/bff/v1/catalog_service_pb";
 import { CouponService } from "../gen/mercato/bff/v1/coupon_service_pb";
 import { OrderService } from "../gen/mercato/bff/v1/order_service_pb";
 import { SellerService } from "../gen/mercato/bff/v1/seller_service_pb";
+import { WalletService } from "../gen/mercato/bff/v1/wallet_service_pb";
 import { clearSession, getSession, setSession } from "../auth/session";
 
 /** Where the BFF is: VITE_BFF_URL in development, else the origin that served the SPA. */
@@ -101,6 +102,8 @@ export const cartClient = createClient(CartService, authedTransport);
 export const orderClient = createClient(OrderService, authedTransport);
 /** CouponService (campaigns are public; claims and "my coupons" need a session). */
 export const couponClient = createClient(CouponService, authedTransport);
+/** WalletService (the caller's points: balance, charges, ledger). */
+export const walletClient = createClient(WalletService, authedTransport);
 
 /** Signs out at the BFF (revoking the refresh token's session) and forgets the tokens. */
 export async function logout(): Promise<void> {

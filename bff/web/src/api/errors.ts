@@ -71,8 +71,9 @@ export function toUiError(thrown: unknown): UiError {
   if (unreachable) {
     message = "The shop could not be reached. Check your connection and try again.";
   } else if (error.code === Code.ResourceExhausted) {
-    const wait = retryAfterSeconds ?? 1;
-    message = `${message ? `${message}. ` : ""}Please try again in ${wait} s.`;
+    // A rate limit: the server's words ("write requests over budget") are for operators; the
+    // shopper is told to wait (ErrorBanner counts down RetryInfo's delay).
+    message = "You're going a little fast: too many requests in a short time. Please wait a moment and try again.";
   } else if (!message) {
     message = "Something went wrong. Please try again.";
   }

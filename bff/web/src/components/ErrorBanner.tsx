@@ -1,7 +1,10 @@
 // Shows a failed call: the server's message, any field violations not shown beside a field, the
-// per-SKU shortages of INSUFFICIENT_STOCK and the blocked lines of a precondition failure, and the
-// trace id to quote to support.
+// per-SKU shortages of INSUFFICIENT_STOCK and the blocked lines of a precondition failure, a
+// countdown to when a rate-limited action may be tried again, and the trace id to quote to
+// support.
 
+import { useEffect, useState } from "react";
+import { Code } from "@connectrpc/connect";
 import type { UiError } from "../api/errors";
 import { CartLineStatus } from "../gen/mercato/common/v1/enums_pb";
 import { CART_LINE_LABEL } from "../lib/labels";
@@ -73,6 +76,7 @@ export function ErrorBanner({ error, title, shownFields = [], skuName }: Props) 
           </ul>
         ) : null;
       })()}
+      {error.code === Code.ResourceExhausted && <RetryCountdown key={retryKey(error)} seconds={error.retryAfterSeconds ?? 1} />}
       {(error.traceId || error.requestId) && (
         <p className="alert-meta" data-testid="error-trace">
           For support, quote {error.traceId ? <>trace id <code>{error.traceId}</code></> : null}
@@ -81,5 +85,38 @@ export function ErrorBanner({ error, title, shownFields = [], skuName }: Props) 
         </p>
       )}
     </div>
+  );
+}
+
+/** A new countdown for every refusal (the same error object keeps its countdown). */
+const retryKeys = new WeakMap<UiError, number>();
+let nextRetryKey = 0;
+function retryKey(error: UiError): number {
+  let key = retryKeys.get(error);
+  if (key === undefined) {
+    nextRetryKey += 1;
+    key = nextRetryKey;
+    retryKeys.set(error, key);
+  }
+  return key;
+}
+
+/** "You can try again in 12 s", counting down RetryInfo's delay, then "You can try again now". */
+function RetryCountdown({ seconds }: { seconds: number }) {
+  const [left, setLeft] = useState(seconds);
+  useEffect(() => {
+    const until = Date.now() + seconds * 1000;
+    const timer = setInterval(() => {
+      const remaining = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      setLeft(remaining);
+      if (remaining === 0) clearInterval(timer);
+    }, 1000);
+    return () => clearInterval(timer);
+  }, [seconds]);
+  // Read once when shown (inside the alert); the ticking itself is not announced.
+  return (
+    <p className="alert-retry" data-testid="retry-after" data-seconds={seconds} aria-live="off">
+      {left > 0 ? `You can try again in ${left} s.` : "You can try again now."}
+    </p>
   );
 }

@@ -82,6 +82,11 @@ export function Layout() {
                     </NavLink>
                   </li>
                   <li>
+                    <NavLink to="/wallet" data-testid="nav-wallet">
+                      Wallet
+                    </NavLink>
+                  </li>
+                  <li>
                     <NavLink
                       to="/cart"
                       data-testid="nav-cart"

@@ -6,9 +6,11 @@ import type { Coupon } from "../gen/mercato/bff/v1/coupon_types_pb";
 import {
   CartLineStatus,
   CouponKind,
+  LedgerEntryKind,
   OrderCancellationReason,
   OrderStatus,
   PaymentMethod,
+  PaymentStatus,
   UserCouponStatus,
 } from "../gen/mercato/common/v1/enums_pb";
 import { formatMoney } from "./money";
@@ -48,6 +50,25 @@ export const PAYMENT_METHOD_LABEL: Record<PaymentMethod, string> = {
   [PaymentMethod.SANDBOX]: "Sandbox payment (test)",
   [PaymentMethod.POINTS]: "Wallet points",
   [PaymentMethod.STRIPE]: "Card (Stripe)",
+};
+
+export const PAYMENT_STATUS_LABEL: Record<PaymentStatus, string> = {
+  [PaymentStatus.UNSPECIFIED]: "Unknown",
+  [PaymentStatus.PENDING]: "Being prepared",
+  [PaymentStatus.REQUIRES_ACTION]: "Waiting for you to pay",
+  [PaymentStatus.PROCESSING]: "Processing",
+  [PaymentStatus.SUCCEEDED]: "Paid",
+  [PaymentStatus.FAILED]: "Failed",
+  [PaymentStatus.CANCELLED]: "Cancelled",
+  [PaymentStatus.PARTIALLY_REFUNDED]: "Partly refunded",
+  [PaymentStatus.REFUNDED]: "Refunded",
+};
+
+export const LEDGER_KIND_LABEL: Record<LedgerEntryKind, string> = {
+  [LedgerEntryKind.UNSPECIFIED]: "Movement",
+  [LedgerEntryKind.CHARGE]: "Points added",
+  [LedgerEntryKind.SPEND]: "Paid an order",
+  [LedgerEntryKind.REFUND]: "Refund",
 };
 
 export const CART_LINE_LABEL: Record<CartLineStatus, string> = {

@@ -7,7 +7,7 @@
 import { type FormEvent, useEffect, useMemo, useRef, useState } from "react";
 import { Link, useNavigate } from "react-router";
 import { Code } from "@connectrpc/connect";
-import { accountClient, cartClient, couponClient, idempotencyKey, orderClient } from "../api/client";
+import { accountClient, cartClient, couponClient, idempotencyKey, orderClient, walletClient } from "../api/client";
 import { isRetryable, toUiError, type UiError } from "../api/errors";
 import { useSession } from "../auth/session";
 import { loadCart, setCart } from "../cart/store";
@@ -213,6 +213,7 @@ function CheckoutForm({ cart, saved, coupons }: FormProps) {
                 </label>
               ))}
             </div>
+            {method === PaymentMethod.POINTS && <WalletCover due={subtotal - discount} currency={currency} />}
           </fieldset>
 
           <fieldset className="group" data-testid="coupon">
@@ -278,5 +279,31 @@ function CheckoutForm({ cart, saved, coupons }: FormProps) {
         </aside>
       </div>
     </form>
+  );
+}
+
+/**
+ * The wallet's balance beside the POINTS choice, and a warning when it does not cover the
+ * items (the payment service debits the whole total at once, or fails the payment).
+ */
+function WalletCover({ due, currency }: { due: bigint; currency: string }) {
+  const wallet = useCall((signal) => walletClient.getWallet({}, { signal }).then((r) => r.wallet), []);
+  if (wallet.loading) return <Loading label="Reading your wallet…" />;
+  if (wallet.error) return <ErrorBanner error={wallet.error} title="Your wallet could not be read" />;
+  const balance = wallet.data?.balance?.amountMinor ?? 0n;
+  const short = balance < due;
+  return (
+    <div className={`alert ${short ? "alert-warning" : "alert-info"}`} data-testid="wallet-cover" data-covers={String(!short)}>
+      <p>
+        Your wallet holds <strong data-testid="checkout-wallet-balance">{formatMoney(moneyOf(balance, currency))}</strong> in
+        points.
+      </p>
+      {short && (
+        <p>
+          That is less than this order&apos;s items ({formatMoney(moneyOf(due, currency))}): the payment would fail.{" "}
+          <Link to="/wallet">Add points</Link> first.
+        </p>
+      )}
+    </div>
   );
 }

@@ -1,7 +1,9 @@
-// One order, live: lines, totals with the coupon's discount, the shipping address, the status
-// timeline, and — while it is unpaid — the "Pay" link once the payment is attached and "Cancel".
-// The page follows the order through WatchOrder, so a payment, a shipment or a cancellation made
-// anywhere shows here without a reload.
+// One order, live: its progress (placed → paid → shipped → delivered), the payment by method (the
+// sandbox page, the wallet's progress, Stripe's card form; see components/OrderPayment), the
+// parcel's tracking number, lines, totals with the coupon's discount, the shipping address, the
+// status timeline, and "Cancel" while it is unpaid. The page follows the order through
+// WatchOrder, so a payment, a shipment or a cancellation made anywhere shows here without a
+// reload.
 
 import { useState } from "react";
 import { Link, useLocation, useParams } from "react-router";
@@ -10,10 +12,11 @@ import { orderClient } from "../api/client";
 import { toUiError, type UiError } from "../api/errors";
 import { addressSummary } from "../components/AddressFields";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { OrderPayment } from "../components/OrderPayment";
 import { OrderStatusBadge } from "../components/OrderStatusBadge";
 import { Loading, Notice } from "../components/Status";
 import type { Order } from "../gen/mercato/bff/v1/order_types_pb";
-import { OrderStatus, PaymentMethod } from "../gen/mercato/common/v1/enums_pb";
+import { OrderStatus } from "../gen/mercato/common/v1/enums_pb";
 import {
   CANCELLATION_LABEL,
   formatTime,
@@ -100,20 +103,22 @@ export function OrderDetailPage() {
             <span className="muted"> — {CANCELLATION_LABEL[order.cancellationReason]}</span>
           )}
         </p>
-        <PaymentPanel order={order} />
+        <Progress order={order} />
         {order.shipment && (
           <p data-testid="shipment">
             Shipped with {order.shipment.carrier}, tracking number{" "}
             {order.shipment.trackingUrl ? (
               <a href={order.shipment.trackingUrl} rel="noreferrer">
-                <code>{order.shipment.trackingNumber}</code>
+                <code data-testid="tracking-number">{order.shipment.trackingNumber}</code>
               </a>
             ) : (
-              <code>{order.shipment.trackingNumber}</code>
+              <code data-testid="tracking-number">{order.shipment.trackingNumber}</code>
             )}
             {order.shipment.deliverTime ? `, delivered ${formatTime(order.shipment.deliverTime)}` : ""}.
           </p>
         )}
+        <OrderPayment order={order} />
+        <h3>History</h3>
         <Timeline order={order} />
         {isUnpaid(order.status) && <CancelOrder order={order} onCancelled={watch.apply} />}
       </section>
@@ -189,37 +194,41 @@ export function OrderDetailPage() {
   );
 }
 
-/**
- * What the buyer does to pay: the sandbox's payment page once it is attached, or a wait. (The
- * card and points flows arrive with the payment service: GetOrderPayment then gives Stripe's
- * client secret, and points pay without the buyer.)
- */
-function PaymentPanel({ order }: { order: Order }) {
-  if (!isUnpaid(order.status)) return null;
-  const due = order.paymentDueTime ? (
-    <>
-      {" "}
-      Pay before <time dateTime={isoTime(order.paymentDueTime)}>{formatTime(order.paymentDueTime)}</time>, or the
-      order expires.
-    </>
-  ) : null;
-  if (order.paymentUrl) {
-    return (
-      <div className="pay" data-testid="payment">
-        <a className="button" href={order.paymentUrl} data-testid="pay-link">
-          Pay {formatMoney(order.total)}
-        </a>
-        <p className="muted">{due}</p>
-      </div>
-    );
-  }
+/** The steps of a healthy order, in order. */
+const STEPS: ReadonlyArray<{ status: OrderStatus; label: string }> = [
+  { status: OrderStatus.PENDING, label: "Placed" },
+  { status: OrderStatus.PAID, label: "Paid" },
+  { status: OrderStatus.SHIPPED, label: "Shipped" },
+  { status: OrderStatus.FINISHED, label: "Delivered" },
+];
+
+/** Where the order is on its way to the buyer; not shown for a cancelled or expired order. */
+function Progress({ order }: { order: Order }) {
+  if (order.status === OrderStatus.CANCELLED || order.status === OrderStatus.EXPIRED) return null;
+  // AWAITING_PAYMENT is still the "Placed" step: the payment is what comes next.
+  const current = order.status === OrderStatus.AWAITING_PAYMENT ? OrderStatus.PENDING : order.status;
+  const reached = STEPS.findIndex((step) => step.status === current);
   return (
-    <p className="muted" data-testid="payment-waiting">
-      {order.paymentMethod === PaymentMethod.POINTS
-        ? "Your points payment is being prepared."
-        : "Your payment is being prepared: the Pay button appears here when it is ready."}
-      {due}
-    </p>
+    <ol className="progress" aria-label="Progress" data-testid="progress">
+      {STEPS.map((step, index) => (
+        <li
+          key={step.status}
+          className={index < reached ? "done" : index === reached ? "current" : "todo"}
+          aria-current={index === reached ? "step" : undefined}
+          data-step={OrderStatus[step.status]}
+        >
+          <span className="progress-mark" aria-hidden="true">
+            {index < reached || (index === reached && index === STEPS.length - 1) ? "✓" : index + 1}
+          </span>
+          <span>
+            {step.label}
+            <span className="visually-hidden">
+              {index < reached ? " (done)" : index === reached ? " (current)" : " (to come)"}
+            </span>
+          </span>
+        </li>
+      ))}
+    </ol>
   );
 }
 
