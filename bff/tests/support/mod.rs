@@ -648,40 +648,119 @@ pub fn real_services_settings(
     .expect("bff settings")
 }
 
+/// The secret localstripe signs its webhooks with (the payment service accepts it beside its test
+/// secret).
+pub const LOCALSTRIPE_WEBHOOK_SECRET: &str = "whsec_localstripe_mercato";
+
+/// The publishable key a BFF in front of a Stripe stack hands to payers.
+pub const STRIPE_PUBLISHABLE_KEY: &str = "pk_test_mercato";
+
+/// The events localstripe sends the payment service's webhook endpoint.
+const STRIPE_EVENTS: &[&str] = &["payment_intent.succeeded", "payment_intent.payment_failed"];
+
+/// How [`Services::start_full_with`] sets up the whole stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FullStack {
+    /// STRIPE payments go to a localstripe started for the test (`make localstripe` installs
+    /// it), whose signed webhooks reach the payment service; without it the payment service's
+    /// sandbox serves STRIPE as it does SANDBOX.
+    pub stripe: bool,
+    /// The process service's carrier: `Simulated` ships and delivers on its own, each step
+    /// [`Self::shipment_delay`] after the previous one; `Manual` only commits the stock and
+    /// leaves shipping and delivery to `ShipmentService` calls (so a paid order stays PAID).
+    pub carrier: mercato_process::settings::CarrierMode,
+    /// The process service's `SHIPMENT_DELAY`.
+    pub shipment_delay: std::time::Duration,
+}
+
+impl Default for FullStack {
+    /// Sandbox and points payments, the simulated carrier, a short delay.
+    fn default() -> Self {
+        Self {
+            stripe: false,
+            carrier: mercato_process::settings::CarrierMode::Simulated,
+            shipment_delay: std::time::Duration::from_millis(200),
+        }
+    }
+}
+
 /// The real user, product and order services in-process, each on its own fresh resources (the
 /// order service calling the product service), for tests that put a BFF in front of them; with
 /// [`Services::start_with_payments`], the payment service too, all of them but the user
-/// service on one broker namespace so the checkout saga runs over the real bus.
+/// service on one broker namespace so the checkout saga runs over the real bus; with
+/// [`Services::start_full`] (or [`Services::start_full_with`]) also the process service on that
+/// bus, so paid orders are shipped and finished, and optionally localstripe behind the payment
+/// service's STRIPE method.
 pub struct Services {
     pub users: mercato_user::testing::RunningUser,
     pub products: mercato_product::testing::RunningProduct,
     /// `None` once a test stopped it.
     pub orders: Option<mercato_order::testing::RunningOrder>,
-    /// Only with [`Services::start_with_payments`].
+    /// With [`Services::start_with_payments`] and [`Services::start_full`].
     pub payments: Option<mercato_payment::testing::RunningPayment>,
+    /// Only with [`Services::start_full`].
+    pub process: Option<mercato_process::testing::RunningProcess>,
+    /// Only with [`FullStack::stripe`].
+    pub stripe: Option<mercato_stripe::testing::LocalStripe>,
     pub prefix: RedisPrefix,
     // The resources outlive the services (fields drop in declaration order).
+    _process_env: Option<mercato_process::testing::TestEnv>,
     _payment_env: Option<mercato_payment::testing::TestEnv>,
     _order_env: mercato_order::testing::TestEnv,
     _product_env: mercato_product::testing::TestEnv,
     _user_env: mercato_user::testing::TestEnv,
 }
 
+/// Which services [`Services`] starts beyond user, product and order.
+#[derive(Debug, Clone, Copy)]
+enum Stack {
+    /// Each service on its own broker namespace.
+    Apart,
+    /// Product, order and payment on one namespace.
+    Payments,
+    /// Product, order, payment and process on one namespace.
+    Full(FullStack),
+}
+
 impl Services {
     /// Starts the three services, each on its own broker namespace (no service reacts to
     /// another's events: orders stay PENDING).
     pub async fn start() -> Self {
-        Self::start_saga(false).await
+        Self::start_stack(Stack::Apart).await
     }
 
     /// Starts the user, product, order and payment services; the last three share one broker
     /// namespace, so orders get payments, payments settle orders and ended orders give their
     /// stock back.
     pub async fn start_with_payments() -> Self {
-        Self::start_saga(true).await
+        Self::start_stack(Stack::Payments).await
     }
 
-    async fn start_saga(with_payments: bool) -> Self {
+    /// The whole system: the user, product, order, payment and process services, the last four
+    /// on one broker namespace, with [`FullStack::default`] (sandbox payments, the simulated
+    /// carrier with a short delay): a paid order is committed, shipped with a tracking number and
+    /// finished.
+    pub async fn start_full() -> Self {
+        Self::start_full_with(FullStack::default()).await
+    }
+
+    /// The whole system set up as `stack` says.
+    pub async fn start_full_with(stack: FullStack) -> Self {
+        Self::start_stack(Stack::Full(stack)).await
+    }
+
+    async fn start_stack(stack: Stack) -> Self {
+        let shared_bus = !matches!(stack, Stack::Apart);
+        let full = match stack {
+            Stack::Full(full) => Some(full),
+            Stack::Apart | Stack::Payments => None,
+        };
+        let stripe = match full {
+            Some(FullStack { stripe: true, .. }) => {
+                Some(mercato_stripe::testing::LocalStripe::start().await)
+            }
+            Some(FullStack { stripe: false, .. }) | None => None,
+        };
         let user_env = mercato_user::testing::TestEnv::new()
             .await
             .expect("user resources");
@@ -700,30 +779,76 @@ impl Services {
         let order_namespace = namespace.clone();
         let orders = order_env
             .start(|settings| {
-                if with_payments {
+                if shared_bus {
                     settings.bus_namespace = order_namespace;
                 }
             })
             .await
             .expect("order service starts");
-        let (payments, payment_env) = if with_payments {
+        let (payments, payment_env) = if shared_bus {
             let payment_env = mercato_payment::testing::TestEnv::new(orders.grpc_uri())
                 .await
                 .expect("payment resources");
+            let payment_namespace = namespace.clone();
+            let stripe_url = stripe.as_ref().map(|stripe| stripe.base_url());
             let payments = payment_env
-                .start(|settings| settings.bus_namespace = namespace)
+                .start(|settings| {
+                    settings.bus_namespace = payment_namespace;
+                    if let Some(base_url) = stripe_url {
+                        use secrecy::SecretString;
+                        settings.payments.stripe_secret_key =
+                            Some(SecretString::from(mercato_stripe::testing::TEST_SECRET_KEY));
+                        settings.payments.stripe_api_base_url = base_url;
+                        settings
+                            .payments
+                            .webhook_secrets
+                            .push(SecretString::from(LOCALSTRIPE_WEBHOOK_SECRET));
+                    }
+                })
                 .await
                 .expect("payment service starts");
+            if let Some(stripe) = &stripe {
+                let url = format!("{}{}", payments.http_uri(), mercato_payment::webhook::PATH);
+                stripe
+                    .register_webhook(
+                        "mercato",
+                        &url,
+                        LOCALSTRIPE_WEBHOOK_SECRET,
+                        Some(STRIPE_EVENTS),
+                    )
+                    .await;
+            }
             (Some(payments), Some(payment_env))
         } else {
             (None, None)
+        };
+        let (process, process_env) = match full {
+            Some(full) => {
+                let process_env =
+                    mercato_process::testing::TestEnv::new(orders.grpc_uri(), products.grpc_uri())
+                        .await
+                        .expect("process resources");
+                let process = process_env
+                    .start(|settings| {
+                        settings.bus_namespace = namespace;
+                        settings.fulfilment.carrier = full.carrier;
+                        settings.fulfilment.shipment_delay = full.shipment_delay;
+                    })
+                    .await
+                    .expect("process service starts");
+                (Some(process), Some(process_env))
+            }
+            None => (None, None),
         };
         Self {
             users,
             products,
             orders: Some(orders),
             payments,
+            process,
+            stripe,
             prefix: RedisPrefix::new(),
+            _process_env: process_env,
             _payment_env: payment_env,
             _order_env: order_env,
             _product_env: product_env,
@@ -739,6 +864,19 @@ impl Services {
             .grpc_uri()
     }
 
+    /// The process service's gRPC URI.
+    pub fn process_uri(&self) -> String {
+        self.process
+            .as_ref()
+            .expect("the process service runs")
+            .grpc_uri()
+    }
+
+    /// The localstripe behind the payment service.
+    pub fn stripe(&self) -> &mercato_stripe::testing::LocalStripe {
+        self.stripe.as_ref().expect("localstripe runs")
+    }
+
     /// The order service's gRPC URI.
     pub fn order_uri(&self) -> String {
         self.orders
@@ -747,20 +885,27 @@ impl Services {
             .grpc_uri()
     }
 
-    /// A BFF in front of the three services; `extra` adds settings (without the
-    /// `MERCATO_BFF__` prefix).
+    /// A BFF in front of every service that runs (with [`STRIPE_PUBLISHABLE_KEY`] when
+    /// localstripe does); `extra` adds settings (without the `MERCATO_BFF__` prefix).
     pub async fn bff(&self, extra: &[(&str, &str)]) -> TestBff {
         self.bff_with_order_service(&self.order_uri(), extra).await
     }
 
-    /// A BFF in front of the user and product services and whatever serves the order API at
-    /// `order_uri`.
+    /// A BFF in front of the other services and whatever serves the order API at `order_uri`.
     pub async fn bff_with_order_service(&self, order_uri: &str, extra: &[(&str, &str)]) -> TestBff {
         let payment_uri = self.payments.as_ref().map(|payments| payments.grpc_uri());
+        let process_uri = self.process.as_ref().map(|process| process.grpc_uri());
         let mut pairs = vec![("ORDER_SERVICE_URL", order_uri)];
         if let Some(uri) = &payment_uri {
             pairs.push(("PAYMENT_SERVICE_URL", uri));
         }
+        if let Some(uri) = &process_uri {
+            pairs.push(("PROCESS_SERVICE_URL", uri));
+        }
+        if self.stripe.is_some() {
+            pairs.push(("STRIPE_PUBLISHABLE_KEY", STRIPE_PUBLISHABLE_KEY));
+        }
+        // Later pairs win, so `extra` overrides any of these.
         pairs.extend_from_slice(extra);
         TestBff::start(real_services_settings(
             &self.users,
@@ -771,8 +916,12 @@ impl Services {
         .await
     }
 
-    /// Stops every service that still runs, checking each stops cleanly.
+    /// Stops every service that still runs, checking each stops cleanly (the process service
+    /// first, since it calls the order and product services; localstripe last).
     pub async fn stop(self) {
+        if let Some(process) = self.process {
+            process.stop().await.expect("process service stops cleanly");
+        }
         if let Some(payments) = self.payments {
             payments
                 .stop()
@@ -787,6 +936,7 @@ impl Services {
             .await
             .expect("product service stops cleanly");
         self.users.stop().await.expect("user service stops cleanly");
+        drop(self.stripe);
     }
 }
 
@@ -920,20 +1070,49 @@ pub async fn sign_up_admin(
     >,
     user_uri: &str,
 ) -> String {
+    sign_up_with_role(
+        auth,
+        user_uri,
+        mercato_proto::mercato::common::v1::Role::Admin,
+    )
+    .await
+    .1
+}
+
+/// Registers a fresh user through the BFF, grants them `role` on the user service (as an
+/// internal admin would) and signs them in again; their user id and an access token carrying the
+/// role.
+pub async fn sign_up_with_role(
+    auth: &mut mercato_proto::mercato::bff::v1::auth_service_client::AuthServiceClient<
+        tonic::transport::Channel,
+    >,
+    user_uri: &str,
+    role: mercato_proto::mercato::common::v1::Role,
+) -> (uuid::Uuid, String) {
     use mercato_platform::principal::{Principal, Role};
     use mercato_proto::mercato::bff::v1 as bff;
-    use mercato_proto::mercato::common::v1 as common;
 
-    let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+    // "admin", "seller", ...: the e-mail's local part, and capitalised the display name.
+    let name = role
+        .as_str_name()
+        .trim_start_matches("ROLE_")
+        .to_ascii_lowercase();
+    let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
+    let display_name = name
+        .chars()
+        .take(1)
+        .flat_map(char::to_uppercase)
+        .chain(name.chars().skip(1))
+        .collect::<String>();
     let password = "correct horse battery";
     let user_id = auth
         .register(bff::RegisterRequest {
             email: email.clone(),
             password: password.to_owned(),
-            display_name: "Admin".to_owned(),
+            display_name,
         })
         .await
-        .expect("admin registers")
+        .expect("the user registers")
         .into_inner()
         .account
         .expect("account")
@@ -942,25 +1121,30 @@ pub async fn sign_up_admin(
         .expect("user uri")
         .connect_lazy();
     let mut grant = Request::new(user::GrantRoleRequest {
-        user_id,
-        role: common::Role::Admin.into(),
+        user_id: user_id.clone(),
+        role: role.into(),
     });
     Principal::new(uuid::Uuid::new_v4(), [Role::Buyer, Role::Admin])
         .write_metadata(grant.metadata_mut());
     user::user_service_client::UserServiceClient::new(channel)
         .grant_role(grant)
         .await
-        .expect("admin role granted");
-    auth.login(bff::LoginRequest {
-        email,
-        password: password.to_owned(),
-    })
-    .await
-    .expect("admin signs in again")
-    .into_inner()
-    .tokens
-    .expect("tokens")
-    .access_token
+        .expect("the role is granted");
+    let token = auth
+        .login(bff::LoginRequest {
+            email,
+            password: password.to_owned(),
+        })
+        .await
+        .expect("the user signs in again")
+        .into_inner()
+        .tokens
+        .expect("tokens")
+        .access_token;
+    (
+        uuid::Uuid::parse_str(&user_id).expect("user id is a uuid"),
+        token,
+    )
 }
 
 /// The fields named by a status's `BadRequest` details.
