@@ -17,6 +17,10 @@ BUF := $(TOOLS_DIR)/node_modules/.bin/buf
 # Stripe adapter's tests (crates/stripe) start it on a free loopback port.
 LOCALSTRIPE_VERSION := 1.15.10
 LOCALSTRIPE_VENV := $(TOOLS_DIR)/localstripe
+# aiosmtpd (an asyncio SMTP server) from PyPI, pinned, into its own virtualenv; the process
+# service's SMTP notifier tests (services/process) start it on a free loopback port.
+AIOSMTPD_VERSION := 1.4.6
+AIOSMTPD_VENV := $(TOOLS_DIR)/aiosmtpd
 
 # Where deployments/deps.sh finds or starts the servers; tests get matching URLs unless the caller
 # already set MERCATO_TEST_* itself.
@@ -37,7 +41,7 @@ export MERCATO_TEST_BROKER_RESTART_CMD ?= bash $(CURDIR)/deployments/deps.sh res
 # Runs a command as root: directly when we are root, through sudo otherwise.
 AS_ROOT := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps dev dev-stop web browser test bench lint fmt proto clean-test-dbs compose-config k8s-validate buf-cli node-cli nextest-cli localstripe
+.PHONY: help deps dev dev-stop web browser test bench lint fmt proto clean-test-dbs compose-config k8s-validate buf-cli node-cli nextest-cli localstripe aiosmtpd
 
 help: ## list the targets
 	@printf 'usage: make <target>\n\n'
@@ -56,7 +60,7 @@ web: node-cli ## build the storefront SPA (bff/web/dist), which the BFF serves o
 dev-stop: ## stop what `make dev` started (servers that were already running stay up)
 	@bash deployments/dev.sh stop
 
-test: deps nextest-cli node-cli web browser localstripe ## deps, the storefront, chromium and localstripe, then the whole test suite; serial_* tests run alone, last
+test: deps nextest-cli node-cli web browser localstripe aiosmtpd ## deps, the storefront, chromium, localstripe and aiosmtpd, then the whole test suite; serial_* tests run alone, last
 	$(CARGO) nextest run --workspace --profile ci
 	$(CARGO) nextest run --workspace --profile serial --no-tests=pass
 
@@ -130,6 +134,19 @@ localstripe:
 		rm -rf $(LOCALSTRIPE_VENV); \
 		python3 -m venv $(LOCALSTRIPE_VENV); \
 		$(LOCALSTRIPE_VENV)/bin/python -m pip install -q --disable-pip-version-check localstripe==$(LOCALSTRIPE_VERSION); \
+	fi
+
+# Installs the pinned aiosmtpd into its virtualenv (python3-venv with apt when venv is missing).
+aiosmtpd:
+	@if [ "$$($(AIOSMTPD_VENV)/bin/python -m pip show aiosmtpd 2>/dev/null | sed -n 's/^Version: //p')" != "$(AIOSMTPD_VERSION)" ]; then \
+		echo '==> installing aiosmtpd $(AIOSMTPD_VERSION) into $(AIOSMTPD_VENV)'; \
+		if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then \
+			$(AS_ROOT) apt-get update -qq; \
+			$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; \
+		fi; \
+		rm -rf $(AIOSMTPD_VENV); \
+		python3 -m venv $(AIOSMTPD_VENV); \
+		$(AIOSMTPD_VENV)/bin/python -m pip install -q --disable-pip-version-check aiosmtpd==$(AIOSMTPD_VERSION); \
 	fi
 
 nextest-cli:

@@ -3,7 +3,9 @@
 //! the carrier (simulated by default, with a configurable delay) and move the order to SHIPPED,
 //! then record the delivery and move the order to FINISHED (order service). Each step asks for a
 //! buyer notification through the outbox (`notification.requested`), which the service's own
-//! notifier consumes into its notification table and delivers (a log sink by default).
+//! notifier consumes into its notification table and delivers: to the log by default, or with
+//! `NOTIFIER=smtp` as e-mail to the buyer's address (from the user service) through an SMTP
+//! relay.
 //! `ShipmentService` and `NotificationService` expose both to operators.
 //!
 //! [`Application::build`] takes pre-bound listeners so tests start the service on port 0.
@@ -36,6 +38,7 @@ use mercato_platform::shutdown::Shutdown;
 use mercato_platform::{db, http as probes};
 use mercato_proto::mercato::order::v1::order_service_client::OrderServiceClient;
 use mercato_proto::mercato::product::v1::stock_service_client::StockServiceClient;
+use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
 use secrecy::ExposeSecret as _;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -61,6 +64,9 @@ pub enum ApplicationError {
     /// A service URL is not a valid endpoint.
     #[error("service channel set-up failed")]
     Channel(#[from] ChannelError),
+    /// The SMTP sink could not be set up (the message names the setting).
+    #[error("notifier set-up failed: {0}")]
+    Notifier(#[from] notifications::smtp::SmtpSetupError),
     /// A listener failed.
     #[error("listener failed")]
     Io(#[from] std::io::Error),
@@ -102,6 +108,8 @@ impl Application {
         let options = ChannelOptions::new(settings::SERVICE);
         let order_channel = connect_lazy(&settings.order_service_url, &options)?;
         let product_channel = connect_lazy(&settings.product_service_url, &options)?;
+        let user_channel = connect_lazy(&settings.user_service_url, &options)?;
+        let notifier = notifications::sink::Sink::new(&settings.notifier)?;
         Ok(Self {
             grpc_addr: grpc_listener.local_addr()?,
             http_addr: http_listener.local_addr()?,
@@ -113,6 +121,8 @@ impl Application {
                 settings: Arc::new(settings),
                 orders: OrderServiceClient::new(order_channel),
                 stock: StockServiceClient::new(product_channel),
+                users: UserServiceClient::new(user_channel),
+                notifier,
             },
             relay,
             grpc_listener,

@@ -49,7 +49,7 @@ impl NotificationRequestHandler {
 }
 
 /// The notification a request asks for, or why it can never be queued.
-pub fn parse(request: &NotificationRequested, sink: Sink) -> Result<NewNotification, String> {
+pub fn parse(request: &NotificationRequested, sink: &Sink) -> Result<NewNotification, String> {
     let user_id = Uuid::parse_str(&request.user_id)
         .map_err(|_| format!("user_id {:?} is not a uuid", request.user_id))?;
     let kind = kind_from_proto(request.kind)
@@ -76,7 +76,7 @@ pub fn parse(request: &NotificationRequested, sink: Sink) -> Result<NewNotificat
         user_id,
         kind,
         channel: sink.channel(),
-        recipient: sink.recipient(user_id),
+        recipient: sink.queued_recipient(user_id),
         subject,
         body,
         parameters,
@@ -112,8 +112,7 @@ impl Handler for NotificationRequestHandler {
         let request = NotificationRequested::decode(payload.value.as_slice()).map_err(|e| {
             HandlerError::permanent(format!("undecodable NotificationRequested: {e}"))
         })?;
-        let sink = Sink::new(self.context.settings.notifier.sink);
-        let new = parse(&request, sink).map_err(HandlerError::permanent)?;
+        let new = parse(&request, &self.context.notifier).map_err(HandlerError::permanent)?;
         let queued = store::insert_if_absent(conn, &new, self.context.clock.now())
             .await
             .map_err(handler_error)?;

@@ -1,11 +1,14 @@
 //! Notifications: the `notification.requested` payloads the service writes (`events`), the
 //! notifier's consumer that queues them (`consumers`), the notification outbox (`store`), the
-//! sender that delivers them (`sender`) through the configured sink (`sink`).
+//! sender that delivers them (`sender`) through the configured sink (`sink`): the log, or
+//! e-mail (`smtp`) to the address the user service gives (`recipients`).
 
 pub mod consumers;
 pub mod events;
+pub mod recipients;
 pub mod sender;
 pub mod sink;
+pub mod smtp;
 pub mod store;
 
 use mercato_messaging::{Consumer, ConsumerConfig, Namespace};

@@ -26,7 +26,8 @@ pub struct NotificationRow {
     pub kind: String,
     /// `LOG` or `EMAIL`.
     pub channel: String,
-    /// Where it goes (`user:<id>` for the log sink).
+    /// Where it goes: `user:<id>` for the log sink and for an e-mail not yet attempted, the
+    /// e-mail address once the SMTP sink looked it up.
     pub recipient: String,
     /// Rendered subject.
     pub subject: String,
@@ -42,7 +43,8 @@ pub struct NotificationRow {
     pub attempt_count: i32,
     /// Last delivery error.
     pub last_error: Option<String>,
-    /// When the sender tries next (PENDING only).
+    /// When the sender tries next (PENDING only); while a sender delivers it, the end of that
+    /// sender's lease.
     pub next_attempt_time: Option<DateTime<Utc>>,
     /// Requested.
     pub create_time: DateTime<Utc>,
@@ -130,56 +132,100 @@ pub async fn get_for_update(
     .await?)
 }
 
-/// Claims up to `limit` due PENDING notifications, skipping rows another sender holds.
+/// Claims up to `limit` due PENDING notifications, skipping rows another sender holds, and
+/// leases them until `lease_until`: their `next_attempt_time` moves there, so no other sender
+/// takes them while they are being delivered outside any transaction, and a sender that dies
+/// mid-delivery leaves them to be taken again once the lease runs out. The returned rows carry
+/// the lease as their `next_attempt_time`, which [`record_sent`] and [`record_failed`] check.
 pub async fn claim_due(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     limit: i64,
+    lease_until: DateTime<Utc>,
 ) -> Result<Vec<NotificationRow>, ProcessError> {
-    Ok(sqlx::query_as::<_, NotificationRow>(
-        "SELECT * FROM notifications WHERE status = 'PENDING' AND next_attempt_time <= $1 \
-         ORDER BY next_attempt_time LIMIT $2 FOR UPDATE SKIP LOCKED",
+    let mut rows = sqlx::query_as::<_, NotificationRow>(
+        "UPDATE notifications SET next_attempt_time = $3 \
+         WHERE notification_id IN ( \
+             SELECT notification_id FROM notifications \
+             WHERE status = 'PENDING' AND next_attempt_time <= $1 \
+             ORDER BY next_attempt_time LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING *",
     )
     .bind(now)
     .bind(limit)
+    .bind(lease_until)
     .fetch_all(conn)
-    .await?)
+    .await?;
+    rows.sort_by_key(|row| (row.create_time, row.notification_id));
+    Ok(rows)
 }
 
-/// Records a delivery (SENT).
-pub async fn mark_sent(
+/// Records a delivery to `recipient` (SENT) of a notification claimed with `lease`; false when
+/// the lease was lost (it ran out and another sender took the notification).
+pub async fn record_sent(
     conn: &mut PgConnection,
     id: Uuid,
+    lease: DateTime<Utc>,
+    recipient: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, ProcessError> {
+    let updated = sqlx::query(
+        "UPDATE notifications SET status = 'SENT', attempt_count = attempt_count + 1, \
+             send_time = $3, next_attempt_time = NULL, last_error = NULL, recipient = $4 \
+         WHERE notification_id = $1 AND status = 'PENDING' AND next_attempt_time = $2",
+    )
+    .bind(id)
+    .bind(lease)
+    .bind(now)
+    .bind(recipient)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Records a failed delivery of a notification claimed with `lease`: retried at `next`, or
+/// FAILED when `next` is None; the recipient becomes `recipient` when it was looked up. False
+/// when the lease was lost.
+pub async fn record_failed(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease: DateTime<Utc>,
+    recipient: Option<&str>,
+    error: &str,
+    next: Option<DateTime<Utc>>,
+) -> Result<bool, ProcessError> {
+    let updated = sqlx::query(
+        "UPDATE notifications SET attempt_count = attempt_count + 1, last_error = $3, \
+             next_attempt_time = $4, recipient = COALESCE($5, recipient), \
+             status = CASE WHEN $4::timestamptz IS NULL THEN 'FAILED' ELSE 'PENDING' END \
+         WHERE notification_id = $1 AND status = 'PENDING' AND next_attempt_time = $2",
+    )
+    .bind(id)
+    .bind(lease)
+    .bind(error)
+    .bind(next)
+    .bind(recipient)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Makes notifications claimed with `lease` but not attempted due again at `now`.
+pub async fn release(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    lease: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), ProcessError> {
     sqlx::query(
-        "UPDATE notifications SET status = 'SENT', attempt_count = attempt_count + 1, \
-             send_time = $2, next_attempt_time = NULL, last_error = NULL \
-         WHERE notification_id = $1",
+        "UPDATE notifications SET next_attempt_time = $3 \
+         WHERE notification_id = ANY($1) AND status = 'PENDING' AND next_attempt_time = $2",
     )
-    .bind(id)
+    .bind(ids)
+    .bind(lease)
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Records a failed delivery: retried at `next`, or FAILED when `next` is None.
-pub async fn mark_attempt_failed(
-    conn: &mut PgConnection,
-    id: Uuid,
-    error: &str,
-    next: Option<DateTime<Utc>>,
-) -> Result<(), ProcessError> {
-    sqlx::query(
-        "UPDATE notifications SET attempt_count = attempt_count + 1, last_error = $2, \
-             next_attempt_time = $3, \
-             status = CASE WHEN $3::timestamptz IS NULL THEN 'FAILED' ELSE 'PENDING' END \
-         WHERE notification_id = $1",
-    )
-    .bind(id)
-    .bind(error)
-    .bind(next)
     .execute(conn)
     .await?;
     Ok(())

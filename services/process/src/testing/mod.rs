@@ -1,7 +1,12 @@
 //! Starting the process service in tests: [`ProcessService`] for `mercato_testkit::TestSystem`
 //! (its order and product services are the system's `order` and `product` peers), and
 //! [`TestEnv`] for tests that need their own settings or a restart on one database, against
-//! services the test started itself.
+//! services the test started itself; [`SmtpServer`] is a real SMTP server (aiosmtpd) for the
+//! SMTP sink's tests.
+
+pub mod smtp;
+
+pub use smtp::{ReceivedMail, SmtpReply, SmtpServer, SmtpServerOptions};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,6 +37,9 @@ pub struct TestResources {
     pub order_service_url: String,
     /// gRPC base URI of the product service.
     pub product_service_url: String,
+    /// gRPC base URI of the user service, for the SMTP sink's e-mail lookups; `None` keeps the
+    /// default (never dialled by the log sink).
+    pub user_service_url: Option<String>,
 }
 
 /// Settings for a test instance on `resources`: both listeners on port 0, no carrier delay,
@@ -41,6 +49,7 @@ pub fn test_settings(resources: &TestResources) -> Settings {
         service: resources,
         order_service_url,
         product_service_url,
+        user_service_url,
     } = resources;
     Settings {
         common: CommonSettings {
@@ -61,6 +70,9 @@ pub fn test_settings(resources: &TestResources) -> Settings {
         bus_namespace: resources.broker_namespace.clone(),
         order_service_url: order_service_url.clone(),
         product_service_url: product_service_url.clone(),
+        user_service_url: user_service_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:50051".to_owned()),
         fulfilment: FulfilmentSettings {
             shipment_delay: Duration::ZERO,
             sweep_interval: Duration::from_millis(100),
@@ -77,7 +89,8 @@ pub fn test_settings(resources: &TestResources) -> Settings {
 }
 
 /// The process service for `mercato_testkit::TestSystem` (system clock, test settings); the
-/// system must also run the order and product services, under the names `order` and `product`.
+/// system must also run the order and product services, under the names `order` and `product`,
+/// and its user service, if it runs one, is the `user` peer.
 #[derive(Debug)]
 pub struct ProcessService;
 
@@ -101,6 +114,7 @@ impl TestService for ProcessService {
             service: ctx.resources(),
             order_service_url: peer("order")?,
             product_service_url: peer("product")?,
+            user_service_url: ctx.peers.uri("user"),
         };
         let application =
             Application::build(test_settings(&resources), ctx.grpc_listener, http_listener)
@@ -118,6 +132,7 @@ pub struct TestEnv {
     env: ServiceEnv,
     order_service_url: String,
     product_service_url: String,
+    user_service_url: Option<String>,
 }
 
 impl TestEnv {
@@ -132,6 +147,7 @@ impl TestEnv {
             env,
             order_service_url: order_service_url.into(),
             product_service_url: product_service_url.into(),
+            user_service_url: None,
         })
     }
 
@@ -151,12 +167,18 @@ impl TestEnv {
             service: self.env.resources(),
             order_service_url: self.order_service_url.clone(),
             product_service_url: self.product_service_url.clone(),
+            user_service_url: self.user_service_url.clone(),
         }
     }
 
     /// Points later starts at another order service (one the test restarted elsewhere).
     pub fn set_order_service_url(&mut self, url: impl Into<String>) {
         self.order_service_url = url.into();
+    }
+
+    /// Points later starts at a user service (for the SMTP sink's e-mail lookups).
+    pub fn set_user_service_url(&mut self, url: impl Into<String>) {
+        self.user_service_url = Some(url.into());
     }
 
     /// The test settings adjusted by `configure`.
