@@ -761,15 +761,30 @@ impl Services {
             }
             Some(FullStack { stripe: false, .. }) | None => None,
         };
+        // The whole system holds a pool per service: smaller pools keep two such tests (and the
+        // other crates' tests beside them) within the server's connection limit. The other
+        // stacks keep the services' defaults.
+        let pool = full.and(std::num::NonZeroU32::new(4));
         let user_env = mercato_user::testing::TestEnv::new()
             .await
             .expect("user resources");
-        let users = user_env.start(|_| {}).await.expect("user service starts");
+        let users = user_env
+            .start(|settings| {
+                if let Some(pool) = pool {
+                    settings.database.max_connections = pool;
+                }
+            })
+            .await
+            .expect("user service starts");
         let product_env = mercato_product::testing::TestEnv::new()
             .await
             .expect("product resources");
         let products = product_env
-            .start(|_| {})
+            .start(|settings| {
+                if let Some(pool) = pool {
+                    settings.database.max_connections = pool;
+                }
+            })
             .await
             .expect("product service starts");
         let namespace = product_env.broker().namespace().to_owned();
@@ -779,6 +794,9 @@ impl Services {
         let order_namespace = namespace.clone();
         let orders = order_env
             .start(|settings| {
+                if let Some(pool) = pool {
+                    settings.database.max_connections = pool;
+                }
                 if shared_bus {
                     settings.bus_namespace = order_namespace;
                 }
@@ -793,6 +811,9 @@ impl Services {
             let stripe_url = stripe.as_ref().map(|stripe| stripe.base_url());
             let payments = payment_env
                 .start(|settings| {
+                    if let Some(pool) = pool {
+                        settings.database.max_connections = pool;
+                    }
                     settings.bus_namespace = payment_namespace;
                     if let Some(base_url) = stripe_url {
                         use secrecy::SecretString;
@@ -830,6 +851,9 @@ impl Services {
                         .expect("process resources");
                 let process = process_env
                     .start(|settings| {
+                        if let Some(pool) = pool {
+                            settings.database.max_connections = pool;
+                        }
                         settings.bus_namespace = namespace;
                         settings.fulfilment.carrier = full.carrier;
                         settings.fulfilment.shipment_delay = full.shipment_delay;
