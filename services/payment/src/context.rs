@@ -1,5 +1,5 @@
 //! What every part of the service shares: the pool, the clock, the bus, the settings, the order
-//! service client and the payment providers.
+//! service client, the payment providers and Stripe Connect for payouts.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::provider::Providers;
+use crate::provider::connect::StripeConnect;
 use crate::provider::sandbox::SandboxProvider;
 use crate::settings::Settings;
 
@@ -33,6 +34,8 @@ pub struct PaymentContext {
     pub providers: Providers,
     /// The built-in sandbox (its page and buttons).
     pub sandbox: SandboxProvider,
+    /// Stripe Connect for seller payouts; `None` without `STRIPE_SECRET_KEY` (no payouts).
+    pub connect: Option<StripeConnect>,
     /// The webhook signing secrets in force: the configured ones, or one random secret for this
     /// process when none is configured. The first signs sandbox events.
     pub webhook_secrets: Arc<Vec<SecretString>>,

@@ -9,6 +9,7 @@ use tonic_types::{ErrorDetails, FieldViolation, PreconditionViolation};
 
 use crate::domain::Status;
 use crate::provider::ProviderError;
+use crate::provider::connect::ConnectError;
 
 /// Everything a payment or wallet operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,12 @@ pub enum PaymentError {
         /// Its explanation.
         message: String,
     },
+    /// The seller already has a payout account (another CreateSellerAccount made it).
+    #[error("the seller already has a payout account")]
+    SellerAccountExists,
+    /// Seller payouts need Stripe Connect, which this deployment does not configure.
+    #[error("seller payouts are not enabled on this platform")]
+    PayoutsNotConfigured,
     /// The provider (or the order service) could not be reached.
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
@@ -110,6 +117,21 @@ impl From<ProviderError> for PaymentError {
     }
 }
 
+impl From<ConnectError> for PaymentError {
+    fn from(err: ConnectError) -> Self {
+        match err {
+            ConnectError::Unavailable(why) => Self::Unavailable(why),
+            ConnectError::NotFound(what) => Self::ProviderRejected {
+                code: "resource_missing".to_owned(),
+                message: format!("the provider has no {what}"),
+            },
+            ConnectError::Rejected { code, message, .. } => {
+                Self::ProviderRejected { code, message }
+            }
+        }
+    }
+}
+
 impl PaymentError {
     /// A single-field validation error.
     pub fn field(field: impl Into<String>, description: impl Into<String>) -> Self {
@@ -140,6 +162,8 @@ impl PaymentError {
             | Self::RoleRequired(_)
             | Self::InvalidPageToken
             | Self::ProviderRejected { .. }
+            | Self::SellerAccountExists
+            | Self::PayoutsNotConfigured
             | Self::Corrupt(_) => false,
         }
     }
@@ -197,7 +221,9 @@ impl ServiceError for PaymentError {
             | Self::RefundExceedsPayment { .. }
             | Self::IllegalState(_)
             | Self::IdempotencyKeyReused
-            | Self::ProviderRejected { .. } => ErrorCode::FailedPrecondition,
+            | Self::ProviderRejected { .. }
+            | Self::PayoutsNotConfigured => ErrorCode::FailedPrecondition,
+            Self::SellerAccountExists => ErrorCode::AlreadyExists,
             Self::Conflict => ErrorCode::Aborted,
             Self::RoleRequired(_) => ErrorCode::PermissionDenied,
             Self::Unavailable(_) => ErrorCode::Unavailable,
@@ -218,6 +244,8 @@ impl ServiceError for PaymentError {
             Self::IllegalState(_) => "ILLEGAL_STATE_TRANSITION",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::ProviderRejected { .. } => "PAYMENT_DECLINED",
+            Self::SellerAccountExists => "SELLER_ACCOUNT_EXISTS",
+            Self::PayoutsNotConfigured => "SELLER_ACCOUNT_NOT_READY",
             Self::Conflict => "IDEMPOTENT_REQUEST_IN_PROGRESS",
             Self::RoleRequired(_) => "ROLE_REQUIRED",
             Self::Unavailable(_) => "UNAVAILABLE",
@@ -308,6 +336,18 @@ impl ServiceError for PaymentError {
                 error_info(reason, &[("decline_code", code.clone())])
             }
             Self::RoleRequired(role) => error_info(reason, &[("role", (*role).to_owned())]),
+            Self::SellerAccountExists => {
+                let mut details = error_info(reason, &[]);
+                details.set_resource_info("seller_account", "", "", "already exists");
+                details
+            }
+            Self::PayoutsNotConfigured => precondition(
+                reason,
+                &[],
+                "PAYOUT_PROVIDER",
+                "stripe_connect",
+                self.to_string(),
+            ),
             Self::InvalidPageToken
             | Self::Conflict
             | Self::Unavailable(_)

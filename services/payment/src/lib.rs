@@ -1,7 +1,8 @@
 //! The payment service: one payment per order behind a provider trait (the built-in sandbox, or
 //! an adapter plugged in with [`Application::with_provider`]), settled from signature-verified
-//! webhooks and by reconciliation, refunded when a paid order is cancelled; and the points wallet
-//! (`WalletService`), whose ledger pays POINTS orders in the same transaction as the payment.
+//! webhooks and by reconciliation, refunded when a paid order is cancelled; the points wallet
+//! (`WalletService`), whose ledger pays POINTS orders in the same transaction as the payment;
+//! and seller payouts (`PayoutService`, [`payouts`]) through Stripe Connect.
 //!
 //! [`Application::build`] takes pre-bound listeners so tests start the service on port 0. The
 //! HTTP listener serves the probes, the webhook endpoint and the sandbox payment page.
@@ -12,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod payments;
+pub mod payouts;
 pub mod provider;
 pub mod settings;
 pub mod signature;
@@ -41,6 +43,7 @@ use tokio::net::TcpListener;
 
 pub use crate::context::PaymentContext;
 use crate::domain::Method;
+use crate::provider::connect::StripeConnect;
 use crate::provider::sandbox::SandboxProvider;
 use crate::provider::stripe::StripeProvider;
 use crate::provider::{PaymentProvider, Providers};
@@ -129,8 +132,13 @@ impl Application {
         let mut providers = Providers::new();
         let shared: Arc<dyn PaymentProvider> = Arc::new(sandbox.clone());
         providers.set(Method::Sandbox, Arc::clone(&shared));
+        let mut connect = None;
         match &settings.payments.stripe_secret_key {
             Some(key) => {
+                connect = Some(StripeConnect::new(
+                    key,
+                    &settings.payments.stripe_api_base_url,
+                )?);
                 let stripe = StripeProvider::new(key, &settings.payments.stripe_api_base_url)?;
                 tracing::info!(
                     stripe.base_url = %settings.payments.stripe_api_base_url,
@@ -164,6 +172,7 @@ impl Application {
                 orders: OrderServiceClient::new(channel),
                 providers,
                 sandbox,
+                connect,
                 webhook_secrets: Arc::new(webhook_secrets),
             },
             relay,
@@ -236,6 +245,7 @@ impl Application {
         shutdown.spawn(probes::serve(http_listener, router, shutdown.wait_owned()));
         shutdown.spawn(relay.run(shutdown.token()));
         payments::spawn_background(&context, &shutdown);
+        payouts::spawn_background(&context, &shutdown);
 
         shutdown.cancelled().await;
         let drained = shutdown.drain(context.settings.common.shutdown_grace).await;

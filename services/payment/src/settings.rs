@@ -30,6 +30,71 @@ pub struct Settings {
     pub payments: PaymentSettings,
     /// The points wallet.
     pub wallet: WalletSettings,
+    /// Seller payouts (Stripe Connect).
+    pub payouts: PayoutSettings,
+}
+
+/// Settings of seller payouts (`MERCATO_PAYMENT__<KEY>`). Payouts go through Stripe Connect, so
+/// they need `STRIPE_SECRET_KEY`; without it `PayoutService` refuses to create accounts and no
+/// payout is ever recorded.
+#[derive(Debug, Clone)]
+pub struct PayoutSettings {
+    /// `PLATFORM_FEE_BPS`: the platform's fee on a seller's lines, in basis points of their
+    /// total, 0-10,000 (default 1,000 = 10 %). The fee is rounded up to a whole minor unit, so the
+    /// seller's net is rounded down, in the platform's favour.
+    pub platform_fee_bps: u16,
+    /// `PAYOUT_RETRY_BASE_MS`: the first wait before a failed transfer, reversal or account check
+    /// is tried again, doubled per attempt, 10-3,600,000 ms (default 1,000).
+    pub retry_base: Duration,
+    /// `PAYOUT_RETRY_MAX_SECS`: the longest such wait, 1-86,400 s (default 3,600); also how often
+    /// a seller whose account is not ACTIVE has it re-read while payouts wait for it.
+    pub retry_max: Duration,
+    /// `PAYOUT_SWEEP_INTERVAL_MS`: how often the payout worker looks for due work without being
+    /// woken, 50-3,600,000 ms (default 30,000).
+    pub sweep_interval: Duration,
+}
+
+impl Default for PayoutSettings {
+    fn default() -> Self {
+        Self {
+            platform_fee_bps: 1_000,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(3_600),
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PayoutSettings {
+    /// Reads the payout settings (problems are recorded in `reader`).
+    pub fn read(reader: &Reader<'_>) -> Option<Self> {
+        let defaults = Self::default();
+        let fee = reader.with_default("PLATFORM_FEE_BPS", u32::from(defaults.platform_fee_bps));
+        let base = reader.with_default("PAYOUT_RETRY_BASE_MS", 1_000_u64);
+        let max = reader.with_default("PAYOUT_RETRY_MAX_SECS", defaults.retry_max.as_secs());
+        let sweep = reader.with_default("PAYOUT_SWEEP_INTERVAL_MS", 30_000_u64);
+        if fee.is_some_and(|f| f > 10_000) {
+            reader.invalid(
+                "PLATFORM_FEE_BPS",
+                "must be between 0 and 10000 basis points",
+            );
+        }
+        if base.is_some_and(|b| !(10..=3_600_000).contains(&b)) {
+            reader.invalid("PAYOUT_RETRY_BASE_MS", "must be between 10 and 3600000");
+        }
+        if max.is_some_and(|m| !(1..=86_400).contains(&m)) {
+            reader.invalid("PAYOUT_RETRY_MAX_SECS", "must be between 1 and 86400");
+        }
+        if sweep.is_some_and(|i| !(50..=3_600_000).contains(&i)) {
+            reader.invalid("PAYOUT_SWEEP_INTERVAL_MS", "must be between 50 and 3600000");
+        }
+        Some(Self {
+            platform_fee_bps: u16::try_from(fee?).ok()?,
+            retry_base: Duration::from_millis(base?),
+            retry_max: Duration::from_secs(max?),
+            sweep_interval: Duration::from_millis(sweep?),
+        })
+    }
 }
 
 /// Settings of payments (`MERCATO_PAYMENT__<KEY>`).
@@ -216,6 +281,7 @@ impl Settings {
             reader.with_default("ORDER_SERVICE_URL", "http://127.0.0.1:50053".to_owned());
         let payments = PaymentSettings::read(&reader);
         let wallet = WalletSettings::read(&reader);
+        let payouts = PayoutSettings::read(&reader);
         reader.finish(|| {
             Some(Self {
                 common: common?,
@@ -225,6 +291,7 @@ impl Settings {
                 order_service_url: order_service_url?,
                 payments: payments?,
                 wallet: wallet?,
+                payouts: payouts?,
             })
         })
     }
@@ -264,6 +331,37 @@ mod tests {
         let error = read(&[("MERCATO_PAYMENT__WEBHOOK_SECRETS", " , ")]).expect_err("invalid");
         assert!(
             error.contains("MERCATO_PAYMENT__WEBHOOK_SECRETS"),
+            "{error}"
+        );
+    }
+
+    fn read_payouts(pairs: &[(&str, &str)]) -> Result<PayoutSettings, String> {
+        let source = EnvSource::from_pairs(pairs.iter().copied());
+        let reader = source.service(SERVICE);
+        let settings = PayoutSettings::read(&reader);
+        reader.finish(|| settings).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_platform_fee_is_basis_points_up_to_the_whole_amount() {
+        assert_eq!(read_payouts(&[]).expect("defaults").platform_fee_bps, 1_000);
+        for fee in ["0", "250", "10000"] {
+            let settings =
+                read_payouts(&[("MERCATO_PAYMENT__PLATFORM_FEE_BPS", fee)]).expect("valid");
+            assert_eq!(settings.platform_fee_bps.to_string(), fee);
+        }
+        for bad in ["10001", "-1", "12.5", "ten"] {
+            let error =
+                read_payouts(&[("MERCATO_PAYMENT__PLATFORM_FEE_BPS", bad)]).expect_err("invalid");
+            assert!(
+                error.contains("MERCATO_PAYMENT__PLATFORM_FEE_BPS"),
+                "{bad}: {error}"
+            );
+        }
+        let error =
+            read_payouts(&[("MERCATO_PAYMENT__PAYOUT_RETRY_MAX_SECS", "0")]).expect_err("invalid");
+        assert!(
+            error.contains("MERCATO_PAYMENT__PAYOUT_RETRY_MAX_SECS"),
             "{error}"
         );
     }

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::context::PaymentContext;
-use crate::settings::{PaymentSettings, Settings, WalletSettings};
+use crate::settings::{PaymentSettings, PayoutSettings, Settings, WalletSettings};
 use crate::{Application, ApplicationError, MIGRATOR};
 use mercato_platform::clock::Clock;
 
@@ -66,6 +66,13 @@ pub fn test_settings(resources: &TestResources) -> Settings {
             ..PaymentSettings::default()
         },
         wallet: WalletSettings::default(),
+        // Quick retries: a test waits for a payout's transfer, never for a backoff.
+        payouts: PayoutSettings {
+            retry_base: Duration::from_millis(20),
+            retry_max: Duration::from_secs(1),
+            sweep_interval: Duration::from_millis(250),
+            ..PayoutSettings::default()
+        },
     }
 }
 

@@ -6,7 +6,8 @@
 //! for its id, type and object id (never for amounts or statuses); the payment of the intent is
 //! looked up; the intent is re-fetched from its provider; then one transaction records the event
 //! id (a duplicate is answered 200 and changes nothing) and applies the provider's status through
-//! the monotonic state machine, with `order.paid` / `payment.failed` in the outbox.
+//! the monotonic state machine, with `order.paid` / `payment.failed` in the outbox. Events about
+//! a connected account (`account.updated`) re-read the seller's account instead.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +20,7 @@ use crate::context::PaymentContext;
 use crate::error::PaymentError;
 use crate::payments::settle::{self, Applied, EventRecord};
 use crate::payments::store;
+use crate::payouts;
 use crate::signature;
 
 /// Where providers post events.
@@ -112,6 +114,12 @@ async fn apply(context: &PaymentContext, event: &Event) -> Result<String, Paymen
         id: &event.id,
         event_type: &event.event_type,
     };
+    if let (Some(kind), Some(id)) = (&event.data.object.object, &event.data.object.id)
+        && kind == "account"
+    {
+        // A seller's connected account changed (onboarding finished, disabled): re-read it.
+        return payouts::accounts::account_updated(context, id, &record).await;
+    }
     let intent_id = match (&event.data.object.object, &event.data.object.id) {
         (Some(kind), Some(id)) if kind == "payment_intent" => id,
         _ => {

@@ -1,5 +1,5 @@
-//! The gRPC surface: `PaymentService`, `WalletService` and `PayoutService` (UNIMPLEMENTED until
-//! seller payouts exist), and the small validation helpers they share.
+//! The gRPC surface: `PaymentService`, `WalletService` and `PayoutService`, and the small
+//! validation helpers they share.
 
 pub mod payments;
 pub mod payouts;
@@ -23,7 +23,9 @@ pub fn register(server: GrpcServer, context: &PaymentContext) -> GrpcServer {
         .add_service(WalletServiceServer::new(wallet::WalletGrpc::new(
             context.clone(),
         )))
-        .add_service(PayoutServiceServer::new(payouts::PayoutGrpc))
+        .add_service(PayoutServiceServer::new(payouts::PayoutGrpc::new(
+            context.clone(),
+        )))
 }
 
 /// `page_size`: 0 means 20, above 100 means 100, negative is refused.

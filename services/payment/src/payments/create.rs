@@ -240,6 +240,8 @@ pub async fn settle_points(
         Ok(_) => {
             let paid = store::set_status(conn, payment_id, Status::Succeeded, None, now).await?;
             events::order_paid(conn, &paid, now).await?;
+            let fee_bps = context.settings.payouts.platform_fee_bps;
+            crate::payouts::record::for_paid_order(conn, &paid, fee_bps, now).await?;
             tracing::info!(payment.id = %payment_id, "points payment succeeded");
             Ok(paid)
         }

@@ -9,6 +9,9 @@
 //! then the provider is asked with a key derived from the refund id; then a second transaction
 //! settles it. A crash in between leaves a PENDING refund that the next attempt with the same
 //! scope resumes (the provider's key returns the same refund).
+//!
+//! A succeeded refund also moves the order's seller payouts towards reversal, in the same
+//! transaction (`payouts::record::on_refund`).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -18,6 +21,7 @@ use crate::domain::{self, Method};
 use crate::error::PaymentError;
 use crate::payments::events;
 use crate::payments::store::{self, PaymentRow, RefundRow};
+use crate::payouts;
 use crate::provider::{ProviderError, RefundRequest, RefundState};
 use crate::wallet;
 
@@ -122,6 +126,7 @@ async fn succeed(
     )
     .await?;
     events::payment_refunded(conn, &after, refund, now).await?;
+    payouts::record::on_refund(conn, &after, now).await?;
     Ok(after)
 }
 

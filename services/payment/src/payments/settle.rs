@@ -13,6 +13,7 @@ use crate::domain::{self, Observed, Status};
 use crate::error::PaymentError;
 use crate::payments::events;
 use crate::payments::store::{self, PaymentRow};
+use crate::payouts;
 
 /// The failure code of a payment whose intent the provider cancelled on its own.
 pub const INTENT_CANCELED: &str = "payment_intent_canceled";
@@ -29,13 +30,15 @@ pub enum Applied {
 }
 
 /// Applies `observed` to the locked `payment` inside `conn`'s transaction. A success publishes
-/// `order.paid` when `announce_success` (not when the order already ended and the payment is
-/// about to be refunded); a failure or a provider-side cancellation publishes `payment.failed`.
+/// `order.paid` and records the order's seller payouts (at `fee_bps`) when `announce_success`
+/// (not when the order already ended and the payment is about to be refunded); a failure or a
+/// provider-side cancellation publishes `payment.failed`.
 pub async fn apply_observation(
     conn: &mut PgConnection,
     payment: &PaymentRow,
     observed: &Observed,
     announce_success: bool,
+    fee_bps: u16,
     now: DateTime<Utc>,
 ) -> Result<Applied, PaymentError> {
     let current = payment.status()?;
@@ -50,6 +53,7 @@ pub async fn apply_observation(
             let paid = store::set_status(conn, id, target, None, now).await?;
             if announce_success {
                 events::order_paid(conn, &paid, now).await?;
+                payouts::record::for_paid_order(conn, &paid, fee_bps, now).await?;
             }
         }
         Observed::Failed { code, message } => {
@@ -126,8 +130,16 @@ pub async fn settle_from_provider(
         return Ok(Applied::Duplicate);
     }
     let locked = store::lock(&mut tx, payment.payment_id).await?;
-    let applied =
-        apply_observation(&mut tx, &locked, &intent.status, true, context.clock.now()).await?;
+    let fee_bps = context.settings.payouts.platform_fee_bps;
+    let applied = apply_observation(
+        &mut tx,
+        &locked,
+        &intent.status,
+        true,
+        fee_bps,
+        context.clock.now(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(applied)
 }
@@ -166,7 +178,8 @@ pub async fn abandon(
     }
     let after = match intent.map(|i| i.status) {
         Some(Observed::Succeeded) => {
-            apply_observation(&mut tx, &locked, &Observed::Succeeded, false, now).await?;
+            let fee_bps = context.settings.payouts.platform_fee_bps;
+            apply_observation(&mut tx, &locked, &Observed::Succeeded, false, fee_bps, now).await?;
             store::get(&mut tx, payment_id)
                 .await?
                 .ok_or_else(|| PaymentError::payment_not_found(payment_id))?

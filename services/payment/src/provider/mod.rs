@@ -8,6 +8,7 @@
 //! or refund; the payment service also deduplicates on its side (one payment per order, one
 //! refund per scope), so an adapter whose provider ignores keys is still safe.
 
+pub mod connect;
 pub mod sandbox;
 pub mod stripe;
 

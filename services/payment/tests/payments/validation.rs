@@ -368,7 +368,7 @@ async fn payments_are_scoped_to_their_payer_and_refunds_to_admins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_rpcs_check_roles_and_ranges_and_payouts_are_not_implemented() {
+async fn operator_rpcs_check_roles_and_ranges_and_payouts_need_stripe() {
     let shop = Shop::start().await;
     let buyer = Uuid::now_v7();
     let reconcile = |request| {
@@ -399,16 +399,44 @@ async fn operator_rpcs_check_roles_and_ranges_and_payouts_are_not_implemented() 
         .expect_err("admins only");
     assert_eq!(reason(&search).0, Code::PermissionDenied);
 
+    // Without STRIPE_SECRET_KEY there is no Connect: no account can be made, and nobody has
+    // payouts (the reads still answer).
     let mut payouts = PayoutServiceClient::new(crate::support::channel(shop.payment().grpc_uri()));
-    let seller = payouts
+    let listed = payouts
         .list_payouts(as_user(
             pb::ListPayoutsRequest::default(),
             buyer,
             &[Role::Seller],
         ))
         .await
-        .expect_err("not yet");
-    assert_eq!(seller.code(), Code::Unimplemented);
+        .expect("a seller lists their payouts")
+        .into_inner();
+    assert!(listed.payouts.is_empty());
+    let refused = payouts
+        .create_seller_account(as_user(
+            pb::CreateSellerAccountRequest {
+                country_code: "JP".to_owned(),
+                return_url: "https://shop.example/seller".to_owned(),
+                refresh_url: "https://shop.example/seller/refresh".to_owned(),
+                idempotency_key: Uuid::new_v4().to_string(),
+            },
+            buyer,
+            &[Role::Seller],
+        ))
+        .await
+        .expect_err("no connect");
+    assert_eq!(
+        reason(&refused),
+        (
+            Code::FailedPrecondition,
+            "SELLER_ACCOUNT_NOT_READY".to_owned()
+        )
+    );
+    let none: i64 = sqlx::query_scalar("SELECT count(*) FROM seller_accounts")
+        .fetch_one(shop.pool())
+        .await
+        .expect("count");
+    assert_eq!(none, 0);
     let not_seller = payouts
         .list_payouts(as_buyer(pb::ListPayoutsRequest::default(), buyer))
         .await
