@@ -11,6 +11,7 @@ use mercato_platform::grpc::{
     ChannelError, ChannelOptions, ConcurrencyLimitLayer, ServerTraceLayer, TimeoutLayer,
     connect_lazy,
 };
+use mercato_platform::metrics::RpcMetricsLayer;
 use mercato_platform::principal::{self, PrincipalLayer};
 use mercato_proto::mercato::bff::v1::account_service_server::AccountServiceServer;
 use mercato_proto::mercato::bff::v1::admin_service_server::AdminServiceServer;
@@ -177,6 +178,7 @@ impl Application {
             &settings.process_service_url,
             &ChannelOptions::new(principal::EDGE_CALLER),
         )?;
+        crate::metrics::register();
         let verifier = Verifier::new(settings.issuers.clone(), settings.jwks, http);
         let limiter = RateLimiter::new(settings.redis.clone(), settings.rate_limits);
         let edge = Arc::new(EdgeState::new(
@@ -214,6 +216,7 @@ impl Application {
         //    protocol.
         // 3. Trace opens the server span; rejections below are recorded in it and the edge
         //    reads its trace id for `x-trace-id`.
+        // 3b. Metrics count and time every call, shed and timed-out ones included.
         // 4. Timeout, then the concurrency limit, bound everything including JWKS and Redis, up
         //    to the response headers: a server stream (WatchOrder) that has started is bounded
         //    by its own WatchPolicy instead, never cut by the unary deadline.
@@ -225,6 +228,7 @@ impl Application {
             .layer(cors(&settings.cors_origins)?)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(ServerTraceLayer)
+            .layer(RpcMetricsLayer)
             .layer(TimeoutLayer::new(settings.common.limits.request_timeout))
             .layer(ConcurrencyLimitLayer::new(
                 settings.common.limits.concurrency_limit.get(),
@@ -254,7 +258,10 @@ impl Application {
             .add_service(CatalogServiceServer::new(CatalogGrpc::new(
                 product_channel.clone(),
             )))
-            .add_service(SellerServiceServer::new(SellerGrpc::new(product_channel)))
+            .add_service(SellerServiceServer::new(SellerGrpc::new(
+                product_channel,
+                payment_channel.clone(),
+            )))
             .add_service(CartServiceServer::new(CartGrpc::new(order_channel.clone())))
             .add_service(CouponServiceServer::new(CouponGrpc::new(
                 order_channel.clone(),

@@ -89,15 +89,18 @@ impl EdgeState {
                 Err(_) if route.public => None,
                 Err(err) => {
                     tracing::info!(error = %err, rpc = path, "token rejected");
+                    crate::metrics::token_refused(&err);
                     return Err(unauthenticated(err.reason(), "invalid access token"));
                 }
             },
             Bearer::Missing if route.public => None,
             Bearer::Missing => {
+                crate::metrics::auth_failed("token_missing");
                 return Err(unauthenticated("TOKEN_MISSING", "access token required"));
             }
             Bearer::Malformed if route.public => None,
             Bearer::Malformed => {
+                crate::metrics::auth_failed("not_bearer");
                 return Err(unauthenticated(
                     "TOKEN_INVALID",
                     "authorization must be a bearer token",
@@ -139,8 +142,10 @@ impl EdgeState {
     async fn principal(&self, token: VerifiedToken) -> Result<Principal, Status> {
         match token.kind {
             IssuerKind::BuiltIn => {
-                let user_id = Uuid::parse_str(&token.subject)
-                    .map_err(|_| unauthenticated("TOKEN_INVALID", "invalid access token"))?;
+                let user_id = Uuid::parse_str(&token.subject).map_err(|_| {
+                    crate::metrics::auth_failed("invalid_subject");
+                    unauthenticated("TOKEN_INVALID", "invalid access token")
+                })?;
                 let roles = token
                     .roles
                     .iter()

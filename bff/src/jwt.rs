@@ -118,6 +118,21 @@ impl TokenError {
             | Self::Invalid(_) => "TOKEN_INVALID",
         }
     }
+
+    /// The finer reason counted in `mercato_bff_auth_failures_total` (operators may see it;
+    /// clients get only [`reason`](Self::reason)).
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::MissingKid => "missing_kid",
+            Self::UntrustedIssuer => "untrusted_issuer",
+            Self::UnknownKid => "unknown_kid",
+            Self::AlgorithmMismatch => "algorithm_mismatch",
+            Self::Expired => "expired",
+            Self::Invalid(_) => "invalid",
+        }
+    }
 }
 
 /// The claims the BFF reads from a verified token.
@@ -345,7 +360,9 @@ impl IssuerKeys {
             }
             set.attempted_at = Some(Instant::now());
         }
-        match self.fetch().await {
+        let fetched = self.fetch().await;
+        crate::metrics::jwks_refreshed(&self.config.issuer, fetched.is_ok());
+        match fetched {
             Ok(keys) => {
                 tracing::debug!(issuer = %self.config.issuer, keys = keys.len(), "jwks refreshed");
                 let mut set = self.set.write().await;

@@ -5,6 +5,7 @@
 //!
 //! Code map: [`app`] (the stack and server), [`edge`] (strip, request id, authenticate, rate
 //! limit), [`jwt`] (verification and the JWKS cache), [`rate_limit`] (GCRA in Redis),
+//! [`metrics`] (auth failures, rate-limit hits, JWKS refreshes),
 //! [`routes`] (the public allow-list and route classes), [`grpc`], [`catalog`], [`cart`],
 //! [`order`], [`payment`], [`wallet`], [`coupon`], [`seller`], [`admin`] (handlers), [`error`]
 //! (downstream status masking), [`settings`].
@@ -19,6 +20,7 @@ pub mod edge;
 pub mod error;
 pub mod grpc;
 pub mod jwt;
+pub mod metrics;
 pub mod order;
 pub mod payment;
 pub mod rate_limit;

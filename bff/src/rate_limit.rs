@@ -115,6 +115,14 @@ impl Subject {
             Self::User(user) => format!("user:{user}"),
         }
     }
+
+    /// `ip` or `user`: whose budget, without saying whose (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ip(_) => "ip",
+            Self::User(_) => "user",
+        }
+    }
 }
 
 /// The limiter's answer.
@@ -180,6 +188,7 @@ impl RateLimiter {
             return Decision::Allowed;
         }
         let Some(mut connection) = self.connection.get().await else {
+            crate::metrics::limiter_unavailable(class.as_str());
             return Decision::Unavailable;
         };
         let interval = limit.interval_us();
@@ -201,6 +210,7 @@ impl RateLimiter {
                     .and_then(|index| subjects.get(index))
                     .cloned()
                     .unwrap_or_else(|| subjects[0].clone());
+                crate::metrics::rate_limited(class.as_str(), subject.kind());
                 Decision::Limited {
                     subject,
                     retry_after: Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)),
@@ -208,6 +218,7 @@ impl RateLimiter {
             }
             Err(err) => {
                 tracing::warn!(error = %err, "rate limiter redis call failed");
+                crate::metrics::limiter_unavailable(class.as_str());
                 Decision::Unavailable
             }
         }

@@ -7,12 +7,18 @@
 //! receives the forwarded principal; the one read the product service would answer for anyone
 //! (a published product) is checked here so a seller's console shows only their own products.
 //!
-//! The payout RPCs belong to the payment service and answer UNIMPLEMENTED until it serves them.
+//! The payout RPCs go to the payment service's `PayoutService` as the caller, who must be a
+//! seller, with the admin role left out of the forwarded principal: through this API an admin's
+//! payout account and payouts are their own, never every seller's (the payment service lists
+//! everyone's to an admin who names no seller, which is the admin API's business, not the
+//! seller console's). No request names a seller. The Stripe account id stays internal.
 
 use mercato_platform::grpc::ClientChannel;
 use mercato_platform::principal::{self, Principal, Role};
 use mercato_proto::mercato::bff::v1 as bff;
+use mercato_proto::mercato::payment::v1 as payment;
 use mercato_proto::mercato::product::v1 as product;
+use payment::payout_service_client::PayoutServiceClient;
 use product::product_service_client::ProductServiceClient;
 use product::stock_service_client::StockServiceClient;
 use tonic::{Request, Response, Status};
@@ -25,14 +31,16 @@ use crate::error::{broken_contract, downstream, missing_field};
 pub struct SellerGrpc {
     products: ProductServiceClient<ClientChannel>,
     stock: StockServiceClient<ClientChannel>,
+    payouts: PayoutServiceClient<ClientChannel>,
 }
 
 impl SellerGrpc {
-    /// The handler over a product-service channel.
-    pub fn new(channel: ClientChannel) -> Self {
+    /// The handler over a product-service and a payment-service channel.
+    pub fn new(channel: ClientChannel, payment_channel: ClientChannel) -> Self {
         Self {
             products: ProductServiceClient::new(channel.clone()),
             stock: StockServiceClient::new(channel),
+            payouts: PayoutServiceClient::new(payment_channel),
         }
     }
 }
@@ -47,15 +55,81 @@ fn seller_or_admin<T>(request: &Request<T>) -> Result<Principal, Status> {
     }
 }
 
-/// The caller, who must be a seller (payout RPCs are the caller's own, admins included).
+/// The caller, who must be a seller, as the payment service is told about them: without the
+/// admin role, so payout RPCs are always the caller's own.
 fn seller<T>(request: &Request<T>) -> Result<Principal, Status> {
-    principal::require_role(request, Role::Seller).cloned()
+    let caller = principal::require_role(request, Role::Seller)?;
+    Ok(Principal::new(
+        caller.user_id,
+        caller
+            .roles
+            .iter()
+            .copied()
+            .filter(|role| *role != Role::Admin),
+    ))
 }
 
-fn payments_not_served(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "SellerService.{rpc} is served once the payment service provides payout accounts"
-    ))
+/// `message` as a call made for `seller` (an explicit principal wins over the task's current
+/// one in the outbound channel).
+fn as_seller<T>(seller: &Principal, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    seller.write_metadata(request.metadata_mut());
+    request
+}
+
+/// A payout account as its seller sees it (the seller and Stripe account ids stay internal).
+fn public_account(account: payment::SellerAccount) -> bff::SellerAccount {
+    let payment::SellerAccount {
+        seller_id: _,
+        provider_account_id: _,
+        status,
+        country_code,
+        create_time,
+        update_time: _,
+    } = account;
+    bff::SellerAccount {
+        status,
+        country_code,
+        create_time,
+    }
+}
+
+fn account_of(
+    found: Option<payment::SellerAccount>,
+    what: &str,
+) -> Result<bff::SellerAccount, Status> {
+    found
+        .map(public_account)
+        .ok_or_else(|| broken_contract(what))
+}
+
+/// A payout as its seller sees it (the payment, the Stripe transfer and the reversal time stay
+/// internal; the status says REVERSED).
+fn public_payout(payout: payment::Payout) -> bff::Payout {
+    let payment::Payout {
+        payout_id,
+        seller_id: _,
+        order_id,
+        payment_id: _,
+        gross_amount,
+        platform_fee,
+        net_amount,
+        status,
+        provider_transfer_id: _,
+        create_time,
+        transfer_time,
+        reverse_time: _,
+    } = payout;
+    bff::Payout {
+        payout_id,
+        order_id,
+        gross_amount,
+        platform_fee,
+        net_amount,
+        status,
+        create_time,
+        transfer_time,
+    }
 }
 
 #[tonic::async_trait]
@@ -397,32 +471,115 @@ impl bff::seller_service_server::SellerService for SellerGrpc {
         &self,
         request: Request<bff::GetSellerAccountRequest>,
     ) -> Result<Response<bff::GetSellerAccountResponse>, Status> {
-        seller(&request)?;
-        Err(payments_not_served("GetSellerAccount"))
+        let caller = seller(&request)?;
+        let bff::GetSellerAccountRequest {} = request.into_inner();
+        let response = self
+            .payouts
+            .clone()
+            .get_seller_account(as_seller(
+                &caller,
+                payment::GetSellerAccountRequest {
+                    seller_id: String::new(),
+                },
+            ))
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::GetSellerAccountResponse {
+            seller_account: Some(account_of(response.seller_account, "GetSellerAccount")?),
+        }))
     }
 
     async fn create_seller_account(
         &self,
         request: Request<bff::CreateSellerAccountRequest>,
     ) -> Result<Response<bff::CreateSellerAccountResponse>, Status> {
-        seller(&request)?;
-        Err(payments_not_served("CreateSellerAccount"))
+        let caller = seller(&request)?;
+        let bff::CreateSellerAccountRequest {
+            country_code,
+            return_url,
+            refresh_url,
+            idempotency_key,
+        } = request.into_inner();
+        let response = self
+            .payouts
+            .clone()
+            .create_seller_account(as_seller(
+                &caller,
+                payment::CreateSellerAccountRequest {
+                    country_code,
+                    return_url,
+                    refresh_url,
+                    idempotency_key,
+                },
+            ))
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::CreateSellerAccountResponse {
+            seller_account: Some(account_of(response.seller_account, "CreateSellerAccount")?),
+            onboarding_url: response.onboarding_url,
+            onboarding_url_expire_time: response.onboarding_url_expire_time,
+        }))
     }
 
     async fn create_seller_account_link(
         &self,
         request: Request<bff::CreateSellerAccountLinkRequest>,
     ) -> Result<Response<bff::CreateSellerAccountLinkResponse>, Status> {
-        seller(&request)?;
-        Err(payments_not_served("CreateSellerAccountLink"))
+        let caller = seller(&request)?;
+        let bff::CreateSellerAccountLinkRequest {
+            return_url,
+            refresh_url,
+        } = request.into_inner();
+        let response = self
+            .payouts
+            .clone()
+            .create_seller_account_link(as_seller(
+                &caller,
+                payment::CreateSellerAccountLinkRequest {
+                    return_url,
+                    refresh_url,
+                },
+            ))
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::CreateSellerAccountLinkResponse {
+            url: response.url,
+            expire_time: response.expire_time,
+        }))
     }
 
     async fn list_payouts(
         &self,
         request: Request<bff::ListPayoutsRequest>,
     ) -> Result<Response<bff::ListPayoutsResponse>, Status> {
-        seller(&request)?;
-        Err(payments_not_served("ListPayouts"))
+        let caller = seller(&request)?;
+        let bff::ListPayoutsRequest {
+            page_size,
+            page_token,
+            statuses,
+        } = request.into_inner();
+        let response = self
+            .payouts
+            .clone()
+            .list_payouts(as_seller(
+                &caller,
+                payment::ListPayoutsRequest {
+                    page_size,
+                    page_token,
+                    statuses,
+                    seller_id: String::new(),
+                },
+            ))
+            .await
+            .map_err(downstream)?
+            .into_inner();
+        Ok(Response::new(bff::ListPayoutsResponse {
+            payouts: response.payouts.into_iter().map(public_payout).collect(),
+            next_page_token: response.next_page_token,
+        }))
     }
 }
 

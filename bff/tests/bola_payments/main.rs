@@ -1,29 +1,34 @@
-//! BOLA through the BFF for wallets and payments, table-driven: every public RPC that reads or
-//! moves a user's points or payments, called by the owner, another user, an anonymous caller and
-//! an admin, against the real user, product, order and payment services (the last three on one
-//! broker namespace). Each case gets fresh users, each with a charged wallet and an order paid
-//! from it; every user's balance, ledger, payments and orders are read straight from the payment
-//! and order services before and after the call, so a case passes only if the call touched
-//! exactly the data it should have and nothing else.
+//! BOLA through the BFF for wallets, payments and shipments, table-driven: every public RPC that
+//! reads or moves a user's points or payments, or reads or ships a user's parcel, called by the
+//! owner, another user, an anonymous caller and an admin (the shipment RPCs also by the seller
+//! whose product the orders bought), against the real user, product, order, payment and process
+//! services (the last four on one broker namespace; the process service with the manual
+//! carrier, so a paid order stays PAID with its shipment PREPARING until an operator ships it).
+//! Each case gets fresh users, each with a charged wallet, an order paid from it and that
+//! order's shipment; every user's balance, ledger, payments, orders and shipments are read
+//! straight from the payment, order and process services before and after the call, so a case
+//! passes only if the call touched exactly the data it should have and nothing else.
 //!
-//! This table is apart from `bff/tests/bola/` because its world needs the payment service on
-//! the order service's bus, which moves orders on its own; that table's orders must stay as
-//! they were placed. RPCs that touch payments or wallets extend [`CASES`] here.
+//! This table is apart from `bff/tests/bola/` because its world needs the payment and process
+//! services on the order service's bus, which move orders on their own; that table's orders must
+//! stay as they were placed. RPCs that touch payments, wallets or shipments extend [`CASES`]
+//! here.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod world;
 
+use mercato_process::settings::CarrierMode;
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
-use support::{Services, reason, seed_sku, with_token};
+use support::{FullStack, Services, reason, seed_sku_for, sign_up_with_role, with_token};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use Caller::{Admin, Anonymous, OtherUser, Owner};
+use Caller::{Admin, Anonymous, OtherUser, Owner, Seller};
 use Expected::{ActsOn, Refused};
-use world::{EntryFacts, Observer, PaymentFacts, Snapshot, World, yen};
+use world::{EntryFacts, Observer, PaymentFacts, ShipmentFacts, Snapshot, World, yen};
 
 /// An RPC under test, with the arguments the table gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +45,20 @@ enum Rpc {
     AdminSearchPayments,
     /// `AdminService/RefundPayment` of [`REFUND`] from the owner's payment.
     AdminRefundPayment,
+    /// `AdminService/ListShipments` filtered by the owner's order.
+    AdminListShipments,
+    /// `AdminService/MarkShipmentShipped` of the owner's shipment, handed to [`CARRIER`] as
+    /// [`TRACKING_NUMBER`].
+    AdminMarkShipmentShipped,
 }
 
 /// Points a ChargePoints case adds.
 const CHARGE: i64 = 700;
 /// Yen an AdminRefundPayment case gives back.
 const REFUND: i64 = 100;
+/// The carrier and tracking number of an AdminMarkShipmentShipped case.
+const CARRIER: &str = "yamato";
+const TRACKING_NUMBER: &str = "YMT-BOLA-0001";
 
 /// Who makes the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +67,18 @@ enum Caller {
     OtherUser,
     Anonymous,
     Admin,
+    /// The seller of the product every order bought (ROLE_SELLER, no orders of their own).
+    Seller,
 }
 
 impl Caller {
+    /// The case's user the caller is, if any (the seller is the same in every case).
     fn party(self) -> Option<Party> {
         match self {
             Self::Owner => Some(Party::Owner),
             Self::OtherUser => Some(Party::OtherUser),
             Self::Admin => Some(Party::Admin),
-            Self::Anonymous => None,
+            Self::Anonymous | Self::Seller => None,
         }
     }
 }
@@ -140,6 +156,18 @@ const CASES: &[Case] = &[
     case(Rpc::AdminRefundPayment, OtherUser, NO_ROLE),
     case(Rpc::AdminRefundPayment, Anonymous, NO_TOKEN),
     case(Rpc::AdminRefundPayment, Admin, ActsOn(Party::Owner)),
+    // Shipments are the operator's: neither the buyer whose parcel it is, nor another buyer,
+    // nor the seller who sold what is in it may list or ship it.
+    case(Rpc::AdminListShipments, Owner, NO_ROLE),
+    case(Rpc::AdminListShipments, OtherUser, NO_ROLE),
+    case(Rpc::AdminListShipments, Seller, NO_ROLE),
+    case(Rpc::AdminListShipments, Anonymous, NO_TOKEN),
+    case(Rpc::AdminListShipments, Admin, ActsOn(Party::Owner)),
+    case(Rpc::AdminMarkShipmentShipped, Owner, NO_ROLE),
+    case(Rpc::AdminMarkShipmentShipped, OtherUser, NO_ROLE),
+    case(Rpc::AdminMarkShipmentShipped, Seller, NO_ROLE),
+    case(Rpc::AdminMarkShipmentShipped, Anonymous, NO_TOKEN),
+    case(Rpc::AdminMarkShipmentShipped, Admin, ActsOn(Party::Owner)),
 ];
 
 /// Another user's order, to anyone but its buyer.
@@ -150,14 +178,23 @@ const NO_ROLE: Expected = Refused(Code::PermissionDenied, "ROLE_REQUIRED");
 const NO_TOKEN: Expected = Refused(Code::Unauthenticated, "TOKEN_MISSING");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_caller_reaches_only_its_own_wallet_and_payments_through_the_bff() {
-    let services = Services::start_with_payments().await;
+async fn every_caller_reaches_only_its_own_wallet_payments_and_shipments_through_the_bff() {
+    let services = Services::start_full_with(FullStack {
+        carrier: CarrierMode::Manual,
+        ..FullStack::default()
+    })
+    .await;
     let bff = services.bff(&[]).await;
     let channel = bff.channel().await;
-    // Every case orders one unit per user: stock for far more cases than the table has.
-    let sku_id = seed_sku(&services.products.grpc_uri(), 1_000).await;
+    let mut auth = bff::auth_service_client::AuthServiceClient::new(channel.clone());
+    let (seller_id, seller_token) =
+        sign_up_with_role(&mut auth, &services.users.grpc_uri(), common::Role::Seller).await;
+    // Every case orders one unit of the seller's product per user: stock for far more cases
+    // than the table has.
+    let sku_id = seed_sku_for(&services.products.grpc_uri(), seller_id, 1_000).await;
     let clients = Clients {
-        auth: bff::auth_service_client::AuthServiceClient::new(channel.clone()),
+        auth,
+        seller_token,
         wallets: bff::wallet_service_client::WalletServiceClient::new(channel.clone()),
         orders: bff::order_service_client::OrderServiceClient::new(channel.clone()),
         admin: bff::admin_service_client::AdminServiceClient::new(channel),
@@ -165,6 +202,7 @@ async fn every_caller_reaches_only_its_own_wallet_and_payments_through_the_bff()
             &services.users.grpc_uri(),
             &services.order_uri(),
             &services.payment_uri(),
+            &services.process_uri(),
             sku_id,
         ),
     };
@@ -187,6 +225,8 @@ async fn every_caller_reaches_only_its_own_wallet_and_payments_through_the_bff()
 
 struct Clients {
     auth: bff::auth_service_client::AuthServiceClient<Channel>,
+    /// The seller's access token (ROLE_SELLER).
+    seller_token: String,
     wallets: bff::wallet_service_client::WalletServiceClient<Channel>,
     orders: bff::order_service_client::OrderServiceClient<Channel>,
     admin: bff::admin_service_client::AdminServiceClient<Channel>,
@@ -201,6 +241,8 @@ enum Reply {
     Entries(Vec<EntryFacts>),
     Payment(PaymentFacts, bool),
     Payments(Vec<PaymentFacts>),
+    Shipment(ShipmentFacts),
+    Shipments(Vec<ShipmentFacts>),
 }
 
 /// Whether a payment as answered carries a client secret or a publishable key (none of these
@@ -211,10 +253,13 @@ fn has_credentials(payment: &bff::Payment) -> bool {
 
 /// Calls `case.rpc` through the BFF with the caller's credentials.
 async fn call(clients: &Clients, world: &World, case: &Case) -> Result<Reply, Status> {
-    let token = case
-        .caller
-        .party()
-        .map(|party| world.member(party).access_token.clone());
+    let token = match case.caller {
+        Caller::Seller => Some(clients.seller_token.clone()),
+        Caller::Owner | Caller::OtherUser | Caller::Anonymous | Caller::Admin => case
+            .caller
+            .party()
+            .map(|party| world.member(party).access_token.clone()),
+    };
     let owner = world.member(Party::Owner);
     let mut wallets = clients.wallets.clone();
     let mut orders = clients.orders.clone();
@@ -305,6 +350,41 @@ async fn call(clients: &Clients, world: &World, case: &Case) -> Result<Reply, St
                 let payment = response.into_inner().payment.unwrap_or_default();
                 Reply::Payment(PaymentFacts::from(&payment), has_credentials(&payment))
             }),
+        Rpc::AdminListShipments => admin
+            .list_shipments(as_caller(
+                bff::ListShipmentsRequest {
+                    order_id: owner.order_id.clone(),
+                    ..bff::ListShipmentsRequest::default()
+                },
+                token.as_deref(),
+            ))
+            .await
+            .map(|response| {
+                Reply::Shipments(
+                    response
+                        .into_inner()
+                        .shipments
+                        .iter()
+                        .map(ShipmentFacts::from)
+                        .collect(),
+                )
+            }),
+        Rpc::AdminMarkShipmentShipped => admin
+            .mark_shipment_shipped(as_caller(
+                bff::MarkShipmentShippedRequest {
+                    shipment_id: owner.shipment_id.clone(),
+                    carrier: CARRIER.to_owned(),
+                    tracking_number: TRACKING_NUMBER.to_owned(),
+                    tracking_url: String::new(),
+                },
+                token.as_deref(),
+            ))
+            .await
+            .map(|response| {
+                Reply::Shipment(ShipmentFacts::from(
+                    &response.into_inner().shipment.unwrap_or_default(),
+                ))
+            }),
     }
 }
 
@@ -327,7 +407,8 @@ fn effect(rpc: Rpc, before: &Snapshot, after: &Snapshot, owner_order: &str) -> S
         Rpc::GetWallet
         | Rpc::ListLedgerEntries
         | Rpc::GetOrderPayment
-        | Rpc::AdminSearchPayments => {}
+        | Rpc::AdminSearchPayments
+        | Rpc::AdminListShipments => {}
         Rpc::ChargePoints => {
             wanted.balance += CHARGE;
             wanted
@@ -344,6 +425,21 @@ fn effect(rpc: Rpc, before: &Snapshot, after: &Snapshot, owner_order: &str) -> S
                 if payment.order_id == owner_order {
                     payment.refunded_amount += REFUND;
                     payment.status = common::PaymentStatus::PartiallyRefunded.into();
+                }
+            }
+        }
+        // The parcel is on its way, and so is the order.
+        Rpc::AdminMarkShipmentShipped => {
+            for shipment in &mut wanted.shipments {
+                if shipment.order_id == owner_order {
+                    shipment.status = common::ShipmentStatus::Shipped.into();
+                    CARRIER.clone_into(&mut shipment.carrier);
+                    TRACKING_NUMBER.clone_into(&mut shipment.tracking_number);
+                }
+            }
+            for (order_id, status) in &mut wanted.orders {
+                if order_id == owner_order {
+                    *status = common::OrderStatus::Shipped.into();
                 }
             }
         }
@@ -451,6 +547,21 @@ async fn run(clients: &Clients, case: &Case) -> Vec<String> {
                     format!(
                         "answered {payments:?}, {target:?}'s payments are {:?}",
                         was.payments
+                    ),
+                ),
+                // A listing answers the shipments as they were, a handover the one it shipped.
+                Ok(Reply::Shipments(shipments)) => expect(
+                    shipments == was.shipments,
+                    format!(
+                        "answered {shipments:?}, {target:?}'s shipments are {:?}",
+                        was.shipments
+                    ),
+                ),
+                Ok(Reply::Shipment(shipment)) => expect(
+                    is.shipments.contains(&shipment) && shipment.order_id == *owner_order,
+                    format!(
+                        "answered {shipment:?}, {target:?}'s shipments are {:?}",
+                        is.shipments
                     ),
                 ),
             }

@@ -1,7 +1,7 @@
 //! The users of one case (registered through the BFF, one made an admin), each with a charged
-//! wallet and an order paid from it, and what their wallets, payments and orders look like,
-//! seeded and read on the order and payment services directly, as the BFF would forward the
-//! caller.
+//! wallet and an order paid from it and that order's shipment, and what their wallets,
+//! payments, orders and shipments look like, seeded and read on the order, payment and process
+//! services directly, as the BFF would forward the caller (shipments as an operator).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::order::v1 as order;
 use mercato_proto::mercato::payment::v1 as payment;
+use mercato_proto::mercato::process::v1 as process;
 use mercato_proto::mercato::user::v1 as user;
 use tonic::Request;
 use tonic::transport::Channel;
@@ -32,6 +33,8 @@ pub(crate) struct Member {
     pub(crate) order_id: String,
     /// Its payment.
     pub(crate) payment_id: String,
+    /// Its shipment (PREPARING: the manual carrier leaves it to an operator).
+    pub(crate) shipment_id: String,
 }
 
 /// The users of one case.
@@ -125,7 +128,42 @@ fn minor(money: Option<&common::Money>) -> i64 {
     money.amount_minor
 }
 
-/// One user's wallet, payments and orders as the payment and order services hold them.
+/// A shipment as the admin console may see it (times left out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShipmentFacts {
+    pub(crate) shipment_id: String,
+    pub(crate) order_id: String,
+    pub(crate) status: i32,
+    pub(crate) carrier: String,
+    pub(crate) tracking_number: String,
+}
+
+impl From<&process::Shipment> for ShipmentFacts {
+    fn from(found: &process::Shipment) -> Self {
+        Self {
+            shipment_id: found.shipment_id.clone(),
+            order_id: found.order_id.clone(),
+            status: found.status,
+            carrier: found.carrier.clone(),
+            tracking_number: found.tracking_number.clone(),
+        }
+    }
+}
+
+impl From<&bff::Shipment> for ShipmentFacts {
+    fn from(found: &bff::Shipment) -> Self {
+        Self {
+            shipment_id: found.shipment_id.clone(),
+            order_id: found.order_id.clone(),
+            status: found.status,
+            carrier: found.carrier.clone(),
+            tracking_number: found.tracking_number.clone(),
+        }
+    }
+}
+
+/// One user's wallet, payments, orders and shipments as the payment, order and process services
+/// hold them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     pub(crate) balance: i64,
@@ -135,6 +173,8 @@ pub(crate) struct Snapshot {
     pub(crate) payments: Vec<PaymentFacts>,
     /// `(order id, status)`, newest first.
     pub(crate) orders: Vec<(String, i32)>,
+    /// The shipments of those orders, in the same order.
+    pub(crate) shipments: Vec<ShipmentFacts>,
 }
 
 /// Seeds and reads users' data on the services directly, so what a case observes does not
@@ -144,12 +184,19 @@ pub(crate) struct Observer {
     orders: order::order_service_client::OrderServiceClient<Channel>,
     payments: payment::payment_service_client::PaymentServiceClient<Channel>,
     wallets: payment::wallet_service_client::WalletServiceClient<Channel>,
+    shipments: process::shipment_service_client::ShipmentServiceClient<Channel>,
     /// The SKU every seeded order buys.
     sku_id: String,
 }
 
 impl Observer {
-    pub(crate) fn new(user_uri: &str, order_uri: &str, payment_uri: &str, sku_id: String) -> Self {
+    pub(crate) fn new(
+        user_uri: &str,
+        order_uri: &str,
+        payment_uri: &str,
+        process_uri: &str,
+        sku_id: String,
+    ) -> Self {
         let lazy = |uri: &str| {
             Channel::from_shared(uri.to_owned())
                 .expect("service uri")
@@ -163,13 +210,16 @@ impl Observer {
                 payment_channel.clone(),
             ),
             wallets: payment::wallet_service_client::WalletServiceClient::new(payment_channel),
+            shipments: process::shipment_service_client::ShipmentServiceClient::new(lazy(
+                process_uri,
+            )),
             sku_id,
         }
     }
 
     /// Registers the three users through the BFF (the admin is granted the role and signs in
     /// again, so their token carries it), charges each wallet [`SEED_CHARGE`] and has each pay
-    /// an order of one unit with points.
+    /// an order of one unit with points, whose shipment the process service then prepares.
     pub(crate) async fn world(
         &self,
         auth: &bff::auth_service_client::AuthServiceClient<Channel>,
@@ -217,6 +267,7 @@ impl Observer {
                 .await
                 .unwrap_or_else(|status| panic!("{name}: charging {party:?}: {status:?}"));
             let order_id = self.paid_order(user_id, name).await;
+            let shipment_id = self.prepared_shipment(&order_id, name).await;
             let payment_id = self
                 .payments_of(user_id, name)
                 .await
@@ -228,6 +279,7 @@ impl Observer {
                 access_token,
                 order_id,
                 payment_id,
+                shipment_id,
             });
         }
         World {
@@ -277,6 +329,43 @@ impl Observer {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the process service holds the PREPARING shipment of `order_id`; its id.
+    async fn prepared_shipment(&self, order_id: &str, name: &str) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let shipments = self.shipments_of(order_id, name).await;
+            if let Some(shipment) = shipments.first()
+                && shipment.status == i32::from(common::ShipmentStatus::Preparing)
+            {
+                return shipment.shipment_id.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: the seeded order's shipment is {shipments:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The shipments of `order_id`, read as an operator.
+    async fn shipments_of(&self, order_id: &str, name: &str) -> Vec<ShipmentFacts> {
+        let mut request = Request::new(process::ListShipmentsRequest {
+            order_id: order_id.to_owned(),
+            ..process::ListShipmentsRequest::default()
+        });
+        Principal::new(Uuid::new_v4(), [Role::Admin]).write_metadata(request.metadata_mut());
+        self.shipments
+            .clone()
+            .list_shipments(request)
+            .await
+            .unwrap_or_else(|status| panic!("{name}: listing shipments: {status:?}"))
+            .into_inner()
+            .shipments
+            .iter()
+            .map(ShipmentFacts::from)
+            .collect()
     }
 
     async fn orders_of(&self, user_id: Uuid, name: &str) -> Vec<(String, i32)> {
@@ -335,11 +424,17 @@ impl Observer {
                 .iter()
                 .map(EntryFacts::from)
                 .collect();
+            let orders = self.orders_of(member.user_id, name).await;
+            let mut shipments = Vec::new();
+            for (order_id, _) in &orders {
+                shipments.extend(self.shipments_of(order_id, name).await);
+            }
             snapshots.push(Snapshot {
                 balance: minor(balance.balance.as_ref()),
                 ledger,
                 payments: self.payments_of(member.user_id, name).await,
-                orders: self.orders_of(member.user_id, name).await,
+                orders,
+                shipments,
             });
         }
         snapshots.try_into().expect("one snapshot per party")

@@ -970,6 +970,11 @@ pub const SKU_PRICE: i64 = 1_200;
 /// A published product with one active SKU priced [`SKU_PRICE`] and `on_hand` units, seeded on
 /// the product service as its seller; returns the SKU id.
 pub async fn seed_sku(product_uri: &str, on_hand: i64) -> String {
+    seed_sku_for(product_uri, uuid::Uuid::new_v4(), on_hand).await
+}
+
+/// Like [`seed_sku`], the product belonging to the seller `seller_id`.
+pub async fn seed_sku_for(product_uri: &str, seller_id: uuid::Uuid, on_hand: i64) -> String {
     use mercato_platform::principal::{Principal, Role};
     use mercato_proto::mercato::common::v1 as common;
     use mercato_proto::mercato::product::v1 as product;
@@ -977,7 +982,7 @@ pub async fn seed_sku(product_uri: &str, on_hand: i64) -> String {
     let channel = tonic::transport::Channel::from_shared(product_uri.to_owned())
         .expect("product uri")
         .connect_lazy();
-    let seller = Principal::new(uuid::Uuid::new_v4(), [Role::Seller]);
+    let seller = Principal::new(seller_id, [Role::Seller]);
     fn as_seller<T>(seller: &Principal, message: T) -> Request<T> {
         let mut request = Request::new(message);
         seller.write_metadata(request.metadata_mut());

@@ -57,6 +57,7 @@ pub mod envelope;
 pub mod error;
 pub mod headers;
 pub mod inbox;
+pub mod metrics;
 pub mod outbox;
 pub mod publisher;
 pub mod topology;

@@ -16,15 +16,22 @@ use mercato_proto::mercato::events::v1::EventEnvelope;
 use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
 use sqlx::{PgConnection, PgPool, postgres::PgListener, types::Json};
-use tokio::{sync::Notify, time::Instant};
+use tokio::{
+    sync::{Notify, OnceCell},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
 use crate::{
-    Backoff, Error, OutgoingMessage, Publisher, envelope::validate, headers,
+    Backoff, Error, OutgoingMessage, Publisher, envelope::validate, headers, metrics,
     publisher::producer_span,
 };
+
+/// How often a running relay samples its backlog for `mercato_outbox_backlog` (a count over the
+/// unpublished rows' partial index: cheap, but not worth doing on every batch).
+const BACKLOG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The `LISTEN/NOTIFY` channel [`enqueue`] notifies so relays wake at once.
 pub const NOTIFY_CHANNEL: &str = "mercato_outbox";
@@ -128,6 +135,8 @@ pub struct OutboxRelay {
     pool: PgPool,
     publisher: Publisher,
     config: RelayConfig,
+    /// The database's name, the `database` label of the relay's series (read once).
+    database: Arc<OnceCell<String>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -145,7 +154,36 @@ impl OutboxRelay {
             pool,
             publisher,
             config,
+            database: Arc::default(),
         }
+    }
+
+    /// The `database` label: the outbox's database name, asked once.
+    async fn database(&self) -> Result<&str, Error> {
+        let name = self
+            .database
+            .get_or_try_init(|| async {
+                let name = sqlx::query_scalar::<_, String>("SELECT current_database()")
+                    .fetch_one(&self.pool)
+                    .await?;
+                metrics::register_outbox(&name);
+                Ok::<_, sqlx::Error>(name)
+            })
+            .await?;
+        Ok(name.as_str())
+    }
+
+    /// Samples the number of unpublished rows and the age of the oldest into the backlog gauges.
+    pub async fn sample_backlog(&self) -> Result<(i64, i64), Error> {
+        let (rows, oldest): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), \
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::bigint \
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        metrics::record_backlog(self.database().await?, rows, oldest);
+        Ok((rows, oldest))
     }
 
     /// Relays until `cancel` fires. A batch in progress is always finished
@@ -162,7 +200,16 @@ impl OutboxRelay {
 
         let mut failures: u32 = 0;
         let mut last_prune: Option<Instant> = None;
+        let mut last_sample: Option<Instant> = None;
         while !cancel.is_cancelled() {
+            // Sampled on every path, failures included: a broker outage is when the backlog
+            // grows, and the database usually still answers.
+            if last_sample.is_none_or(|at| at.elapsed() >= BACKLOG_SAMPLE_INTERVAL) {
+                last_sample = Some(Instant::now());
+                if let Err(error) = self.sample_backlog().await {
+                    tracing::debug!(%error, "outbox backlog sample failed");
+                }
+            }
             match self.publish_batch().await {
                 Ok(outcome) => {
                     failures = 0;
@@ -288,6 +335,10 @@ impl OutboxRelay {
         tx.commit().await?;
         outcome.published = published.len();
         outcome.refused = refused.len();
+        match self.database().await {
+            Ok(database) => metrics::record_relayed(database, outcome.published, outcome.refused),
+            Err(error) => tracing::debug!(%error, "outbox metrics skipped"),
+        }
         Ok(outcome)
     }
 

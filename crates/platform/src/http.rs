@@ -1,7 +1,8 @@
-//! The small HTTP side of every service: `/healthz` (the process is alive) and `/readyz` (its
-//! hard dependencies answer and it is not draining), served on the HTTP listener.
+//! The small HTTP side of every service: `/healthz` (the process is alive), `/readyz` (its
+//! hard dependencies answer and it is not draining) and `/metrics` (the process's Prometheus
+//! registry, see [`crate::metrics`]), served on the HTTP listener.
 //!
-//! Services merge their own routes (metrics, webhooks) into [`router`]'s result.
+//! Services merge their own routes (webhooks) into [`router`]'s result.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -111,12 +112,13 @@ impl Readiness {
     }
 }
 
-/// `/healthz` and `/readyz`.
+/// `/healthz`, `/readyz` and `/metrics`.
 pub fn router(readiness: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(readiness))
+        .merge(crate::metrics::router())
 }
 
 async fn healthz() -> &'static str {

@@ -1,6 +1,7 @@
 //! Shared service plumbing for every Mercato binary, with no business logic: typed settings,
 //! telemetry, shutdown and drain, the one gRPC server stack and client channel, the error-code
-//! table, the forwarded principal and request id, and PostgreSQL/Redis/HTTP-probe set-up.
+//! table, the forwarded principal and request id, Prometheus metrics, and PostgreSQL/Redis/HTTP-probe
+//! set-up.
 //!
 //! How a service's `main` puts the pieces together (the service's own settings block and tonic
 //! services go where the comments are):
@@ -54,6 +55,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod principal;
 pub mod redis;
 pub mod request_id;

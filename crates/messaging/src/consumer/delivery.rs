@@ -1,7 +1,11 @@
 //! Settling one delivery: decode, apply the handler inside the inbox transaction, then ack,
 //! schedule a retry, dead-letter, or requeue, always republishing before acking the original.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::SystemTime};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use futures::FutureExt as _;
 use lapin::{
@@ -19,7 +23,7 @@ use super::{
     DeadLetterReason, Handler, HandlerError, IncomingEvent, Outcome, OutcomeKind, Pending,
     SETTLE_TIMEOUT, Shared, lock,
 };
-use crate::{Error, envelope::validate, headers, inbox, topology::short};
+use crate::{Error, envelope::validate, headers, inbox, metrics, topology::short};
 
 pub(super) async fn process<H: Handler>(
     shared: Arc<Shared<H>>,
@@ -27,6 +31,7 @@ pub(super) async fn process<H: Handler>(
     delivery: Delivery,
     pending: Pending,
 ) {
+    let received = Instant::now();
     let tag = delivery.delivery_tag;
     let amqp_headers = delivery.properties.headers().clone().unwrap_or_default();
     let message_id = delivery
@@ -75,6 +80,11 @@ pub(super) async fn process<H: Handler>(
     };
     let outcome = context.settle().instrument(span.clone()).await;
     span.record("mercato.outcome", tracing::field::debug(&outcome.kind));
+    metrics::record_delivery(
+        &shared.topology.queue,
+        &outcome.kind,
+        received.elapsed().as_secs_f64(),
+    );
     lock(&pending).remove(&tag);
     // No receiver is fine: outcomes are an optional observation point.
     let _ = shared.outcomes.send(outcome);
@@ -115,6 +125,9 @@ impl<H: Handler> DeliveryContext<'_, H> {
             return self
                 .dead_letter(DeadLetterReason::Undecodable, &error.to_string())
                 .await;
+        }
+        if let Some(lag) = lag_seconds(&envelope) {
+            metrics::record_lag(&self.shared.topology.queue, lag);
         }
         let event = IncomingEvent {
             envelope,
@@ -302,6 +315,16 @@ impl<H: Handler> DeliveryContext<'_, H> {
         });
         let _ = tokio::time::timeout(SETTLE_TIMEOUT, nack).await;
     }
+}
+
+/// Seconds from the event's `occurred_at` to now (negative when the producer's clock is ahead).
+fn lag_seconds(envelope: &EventEnvelope) -> Option<f64> {
+    let occurred = envelope.occurred_at.as_ref()?;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
+    let occurred = occurred.seconds as f64 + f64::from(occurred.nanos) / 1e9;
+    Some(now.as_secs_f64() - occurred)
 }
 
 /// Error texts go into headers; keep them bounded.

@@ -39,6 +39,7 @@ impl<H: Handler> Consumer<H> {
         config: ConsumerConfig,
     ) -> Self {
         let (outcomes, _) = broadcast::channel(4_096);
+        crate::metrics::register_queue(&topology.queue);
         Self {
             shared: Arc::new(Shared {
                 connector,

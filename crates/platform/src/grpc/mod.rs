@@ -5,7 +5,7 @@ mod client;
 mod health;
 mod limits;
 mod server;
-mod trace;
+pub(crate) mod trace;
 
 pub use client::{
     ChannelError, ChannelOptions, ClientChannel, OutboundLayer, OutboundService, connect_lazy,

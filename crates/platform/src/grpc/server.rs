@@ -20,6 +20,7 @@ use tower::util::Either;
 use super::health::DrainAwareHealth;
 use super::limits::{ConcurrencyLimitLayer, ConcurrencyLimitService, TimeoutLayer, TimeoutService};
 use super::trace::{ServerTraceLayer, ServerTraceService};
+use crate::metrics::{RpcMetricsLayer, RpcMetricsService};
 use crate::principal::{PrincipalLayer, PrincipalService};
 use crate::settings::ServerLimits;
 
@@ -77,8 +78,8 @@ pub async fn finish_serving(
 ///    below sees one protocol.
 /// 2. **Trace** opens the `grpc.server` span with the caller's remote parent, so everything
 ///    below, rejections included, is recorded inside the caller's trace.
-/// 3. *(Metrics go here: inside the trace so exemplars can carry its ids, outside the limits so
-///    shed and timed-out calls are counted.)*
+/// 3. **Metrics** count every call and time it to the end of its response (see
+///    [`crate::metrics`]): outside the limits, so shed and timed-out calls are counted too.
 /// 4. **Timeout** starts the clock before the call waits for anything.
 /// 5. **Concurrency limit** sheds excess calls with `UNAVAILABLE` at once instead of queueing.
 /// 6. **Principal** parses the forwarded user last, only for calls that will actually run.
@@ -90,15 +91,19 @@ pub struct ServerStack {
 }
 
 /// The layers below gRPC-Web, innermost last.
-type Core<S> = ServerTraceService<TimeoutService<ConcurrencyLimitService<PrincipalService<S>>>>;
+type Core<S> = ServerTraceService<
+    RpcMetricsService<TimeoutService<ConcurrencyLimitService<PrincipalService<S>>>>,
+>;
 
 impl<S> Layer<S> for ServerStack {
     type Service = Either<tonic_web::GrpcWebService<Core<S>>, Core<S>>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let core = ServerTraceLayer.layer(
-            self.timeout
-                .layer(self.limit.layer(PrincipalLayer.layer(inner))),
+            RpcMetricsLayer.layer(
+                self.timeout
+                    .layer(self.limit.layer(PrincipalLayer.layer(inner))),
+            ),
         );
         if self.grpc_web {
             Either::Left(tonic_web::GrpcWebLayer::new().layer(core))

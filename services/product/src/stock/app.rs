@@ -124,6 +124,7 @@ impl StockApp {
             if let Some(state) = self.replay(request).await? {
                 return Ok(state);
             }
+            super::metrics::refused();
             return Err(StockError::InsufficientStock(
                 request
                     .lines
@@ -141,11 +142,15 @@ impl StockApp {
         match ops::reserve(&mut tx, request, self.op_context()).await {
             Ok(state) => {
                 tx.commit().await?;
+                if !state.replayed {
+                    super::metrics::reserved();
+                }
                 self.after_commit(&state.changes).await;
                 Ok(state)
             }
             Err(StockError::InsufficientStock(shortages)) => {
                 tx.rollback().await?;
+                super::metrics::refused();
                 let empty: Vec<Uuid> = shortages
                     .iter()
                     .filter(|s| s.available == 0)
@@ -172,6 +177,7 @@ impl StockApp {
         let mut tx = self.context.pool.begin().await?;
         let state = ops::commit(&mut tx, order_id, self.op_context()).await?;
         tx.commit().await?;
+        super::metrics::ended("committed", usize::from(!state.replayed));
         self.after_commit(&state.changes).await;
         Ok(state)
     }
@@ -185,6 +191,7 @@ impl StockApp {
         let mut tx = self.context.pool.begin().await?;
         let state = ops::release(&mut tx, order_id, reason, self.op_context()).await?;
         tx.commit().await?;
+        super::metrics::ended("released", usize::from(!state.replayed));
         self.after_commit(&state.changes).await;
         Ok(state)
     }
@@ -198,6 +205,7 @@ impl StockApp {
         let mut tx = self.context.pool.begin().await?;
         let state = ops::restock(&mut tx, order_id, reason, self.op_context()).await?;
         tx.commit().await?;
+        super::metrics::ended("restocked", usize::from(!state.replayed));
         self.after_commit(&state.changes).await;
         Ok(state)
     }
@@ -225,6 +233,7 @@ impl StockApp {
         let mut tx = self.context.pool.begin().await?;
         let expired = ops::expire_batch(&mut tx, limit, self.op_context()).await?;
         tx.commit().await?;
+        super::metrics::ended("expired", expired.len());
         let changes: Vec<HistoryRow> = expired
             .iter()
             .flat_map(|state| state.changes.iter().cloned())

@@ -4,7 +4,7 @@
 //! Layout: `domain` (pure rules), `store`/`history` (SQL), `ops` (one use case inside a caller's
 //! transaction: what the gRPC use cases, the consumers, the sweeper and the property tests
 //! share), `app` (transactions and the Redis upkeep after commit), `markers` (sold-out markers),
-//! `events` (outbox events and the consumer), `sweeper`, `grpc`, `error`.
+//! `events` (outbox events and the consumer), `sweeper`, `grpc`, `error`, `metrics`.
 //!
 //! Every stock change locks its `stock_levels` rows in sorted sku_id order, updates them, and
 //! writes one `stock_history` row per SKU in the same transaction; the CHECK constraints of
@@ -17,6 +17,7 @@ pub mod events;
 pub mod grpc;
 pub mod history;
 pub mod markers;
+mod metrics;
 pub mod ops;
 pub mod settings;
 pub mod store;
@@ -34,6 +35,7 @@ use crate::context::ProductContext;
 
 /// Adds the stock's gRPC services to `server`.
 pub fn register(server: GrpcServer, context: &ProductContext) -> GrpcServer {
+    metrics::register();
     server.add_service(StockServiceServer::new(grpc::StockGrpc::new(
         StockApp::new(context.clone()),
     )))
