@@ -107,12 +107,13 @@ node-cli:
 		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; \
 	fi
 
-# Debian's chromium for the storefront's browser test (bff/tests/browser.rs).
+# Debian's chromium for the storefront's browser test (bff/tests/browser.rs), with Noto CJK so
+# Japanese product names and addresses render in its screenshots instead of empty boxes.
 browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		echo '==> installing chromium with apt'; \
+	@if [ ! -x /usr/bin/chromium ] || ! dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed'; then \
+		echo '==> installing chromium and fonts-noto-cjk with apt'; \
 		$(AS_ROOT) apt-get update -qq; \
-		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk; \
 	fi
 
 # Installs the pinned buf CLI.

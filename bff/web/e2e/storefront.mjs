@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // Browser journeys through the storefront served by a running BFF, with Debian's chromium
-// driven by playwright-core (no browser download).
+// driven by playwright-core (no browser download). Each journey runs in a browser context of its
+// own (so its own session), and no journey may log a console error in the storefront.
 //
 //   BASE_URL           the BFF serving bff/web/dist (default http://127.0.0.1:8080)
 //   E2E_ARTIFACTS      where screenshots go (default bff/web/e2e/artifacts)
 //   CHROMIUM_PATH      the browser (default /usr/bin/chromium)
-//   SEED_SELLER_TOKEN  optional access token of a seller: a product with two variants is created
-//                      and published first (through SellerService, the public API), and the
-//                      catalog and product steps assert on it; without it they accept an empty
-//                      catalog.
+//   SEED_SELLER_TOKEN  optional access token of a seller: a product with three variants is
+//                      created and published first (through SellerService, the public API), and
+//                      the catalog and product steps assert on it; without it they accept an
+//                      empty catalog and the cart, checkout and order steps are skipped.
 //   SEED_ADMIN_TOKEN   optional access token of an admin: two coupon campaigns are created first
 //                      (through AdminService), and the coupon steps claim them; without it they
 //                      are skipped and checkout goes without a coupon.
@@ -16,17 +17,39 @@
 //                      BASE_URL is Vite's dev server)
 //   E2E_WATCH_MAX_SECONDS  the BFF's WATCH_MAX_DURATION when it is short: the order page is then
 //                      checked to watch again after the BFF ends a watch UNAVAILABLE
+//   E2E_CARRIER_URL    the carrier of a process service in manual mode (bff/tests/browser.rs
+//                      serves one): POST /orders/{id}/ship?tracking_number=… and
+//                      /orders/{id}/deliver. With it (and a payment service behind the BFF) the
+//                      points and sandbox journeys follow their orders to FINISHED; without it
+//                      they are skipped.
+//   E2E_ALLOWED_ORIGIN_URL, E2E_FOREIGN_ORIGIN_URL  pages on two other origins that call the BFF
+//                      (e2e/cross-origin.html), the first in the BFF's CORS allow-list, the
+//                      second not; without them the CORS step is skipped.
+//   E2E_LIMITED_URL, E2E_LIMITED_WRITES  a BFF in front of the same system admitting only that
+//                      many writes back to back; without it the rate-limit step is skipped.
 //
-// Journeys: home → register (a validation error first) → search → product detail with a
-// variant switch → account address (a validation error first, then saved and normalised) →
-// sign out → a refused sign-in shows the server's message → sign in again → add two variants to
-// the cart (one beyond its stock) → the cart shows their statuses, a quantity fixes the short
-// line → claim coupons (one already claimed on "another device" reads "you already have it") →
-// checkout with the saved address, SANDBOX and a coupon: refused while a line sold out (the line
-// named, the trace id shown), then placed by double click once it is back → the order page shows
-// PENDING live (and watches again when the BFF ends a watch) → the history shows exactly one
-// order → cancel → CANCELLED on screen and the watch ends on it → the coupon is available again. The console must stay free of errors throughout.
-// Exits non-zero on the first failure, naming the step.
+// Journeys:
+// 1. The shopper: home → register (a validation error first) → search → product detail with a
+//    variant switch → account address (a validation error first, then saved and normalised) →
+//    sign out → a refused sign-in shows the server's message → sign in again → add two variants
+//    to the cart (one beyond its stock) → the cart shows their statuses, a quantity fixes the
+//    short line → claim coupons (one already claimed on "another device" reads "you already have
+//    it") → checkout with the saved address, SANDBOX and a coupon: refused while a line sold out
+//    (the line named, the trace id shown), then placed by double click once it is back → the
+//    order page shows it live (and watches again when the BFF ends a watch) → the history shows
+//    exactly one order → cancel → CANCELLED on screen and the watch ends on it → the coupon is
+//    available again → the wallet: a charge over the limit refused with the server's message
+//    and trace id, then points added, the history listing the charge → two variants again →
+//    checkout with points and the coupon → the order page shows PAID, SHIPPED with the tracking
+//    number, FINISHED, each delivered by the stream → the history shows it FINISHED and the
+//    wallet the points spent on it.
+// 2. The sandbox payment: another shopper checks out to a typed address with SANDBOX, pays on
+//    the sandbox's page in a new tab and, back in the storefront's tab, watches the order go
+//    PAID → SHIPPED → FINISHED.
+// 3. The edges: a page on an allowed origin reads a gRPC-Web answer while one on another origin
+//    is refused by the browser (CORS); on the rate-limited BFF the write over the budget shows a
+//    friendly "try again" with the wait, not a generic failure.
+// Exits non-zero on the first failure, naming the journey and step.
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -45,13 +68,26 @@ const TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS || 15_000);
 // The BFF's WATCH_MAX_DURATION in seconds, when the test set it short: the order page must then
 // be seen watching again after the BFF ended a watch UNAVAILABLE.
 const WATCH_MAX_SECONDS = Number(process.env.E2E_WATCH_MAX_SECONDS || 0);
+const CARRIER_URL = (process.env.E2E_CARRIER_URL || "").replace(/\/+$/, "");
+const ALLOWED_ORIGIN_URL = process.env.E2E_ALLOWED_ORIGIN_URL || "";
+const FOREIGN_ORIGIN_URL = process.env.E2E_FOREIGN_ORIGIN_URL || "";
+const LIMITED_URL = (process.env.E2E_LIMITED_URL || "").replace(/\/+$/, "");
+const LIMITED_WRITES = Number(process.env.E2E_LIMITED_WRITES || 0);
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-const user = {
-  email: `e2e-${runId}@example.com`,
-  password: `e2e-pass-${runId}`,
-  displayName: `E2E ${runId}`,
-};
+/** A shopper of this run: `tag` tells the journeys' shoppers apart. */
+function shopper(tag) {
+  return {
+    email: `e2e-${tag}${runId}@example.com`,
+    password: `e2e-pass-${runId}`,
+    displayName: `E2E ${tag}${runId}`,
+  };
+}
+const user = shopper("");
+/** The sandbox journey's shopper. */
+const payer = shopper("pay-");
+/** The rate-limit step's shopper. */
+const hasty = shopper("hasty-");
 // A 1x1 PNG answered for every image outside BASE_URL (product images live on a CDN): the run
 // stays hermetic, and an unreachable image host cannot add console errors.
 const PIXEL = Buffer.from(
@@ -65,6 +101,12 @@ let seeded = null;
 let campaigns = null;
 /** The order the checkout step placed. */
 let placedOrderId = null;
+/** The order paid with points. */
+let pointsOrderId = null;
+/** The order paid on the sandbox page. */
+let sandboxOrderId = null;
+/** Whether the system behind the BFF pays and ships orders (a payment service and a carrier). */
+const fulfils = () => Boolean(seeded && CARRIER_URL);
 
 // ------------------------------------------------------------------------------------ seeding
 
@@ -267,6 +309,90 @@ async function signInElsewhere() {
 
 function nav(page, testId) {
   return page.getByTestId(testId).click();
+}
+
+/**
+ * Screenshots the page at a phone's width, checking nothing makes it scroll sideways, then
+ * goes back to the desktop size.
+ */
+async function atPhoneWidth(page, name) {
+  const desktop = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  try {
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 0, `at 390 px the page is ${overflow} px wider than the screen`);
+    await screenshot(page, `${name}-phone`);
+  } finally {
+    await page.setViewportSize(desktop);
+  }
+}
+
+/** Asks the test carrier to ship (with `trackingNumber`) or deliver an order's parcel. */
+async function carrier(orderId, action, trackingNumber) {
+  const query = trackingNumber ? `?tracking_number=${encodeURIComponent(trackingNumber)}` : "";
+  const response = await fetch(`${CARRIER_URL}/orders/${orderId}/${action}${query}`, { method: "POST" });
+  assert(response.ok, `the carrier could not ${action} order ${orderId}: ${await response.text()}`);
+}
+
+/** Registers `who` through the storefront at `base` and waits for the account page. */
+async function registerInUi(page, base, who) {
+  await page.goto(`${base}/register`, { waitUntil: "domcontentloaded" });
+  const form = page.getByTestId("register-form");
+  await form.getByLabel("E-mail").fill(who.email);
+  await form.getByLabel("Password").fill(who.password);
+  await form.getByLabel("Display name").fill(who.displayName);
+  await form.getByRole("button", { name: "Create account" }).click();
+  await page.waitForURL(`${base}/account`, { timeout: TIMEOUT_MS });
+  await page.getByTestId("nav-account").waitFor({ timeout: TIMEOUT_MS });
+  await settled(page);
+}
+
+/** Waits until the order page shows `status` and the order's stream itself delivered it. */
+async function orderReaches(page, status) {
+  await waitForAttribute(page.getByTestId("order").getByTestId("order-status").first(), "data-status", status);
+  await waitForAttribute(page.getByTestId("watch-state"), "data-streamed", status);
+}
+
+/** The step of the order page's progress that is current. */
+async function currentStep(page) {
+  return page.locator('[data-testid="progress"] li[aria-current="step"]').getAttribute("data-step");
+}
+
+/**
+ * Follows a paid order on its page to FINISHED: PAID first, then the carrier ships it (the page
+ * shows SHIPPED and the tracking number) and delivers it (FINISHED, and the watch ends there) —
+ * each state delivered by the order's stream, each step screenshotted under `label`.
+ */
+async function followToFinished(page, orderId, label) {
+  await orderReaches(page, "PAID");
+  assert((await currentStep(page)) === "PAID", `the progress shows ${await currentStep(page)} for a paid order`);
+  await waitForAttribute(page.getByTestId("payment"), "data-payment-status", "SUCCEEDED");
+  assert((await text(page.getByTestId("payment-status"))) === "Paid", "the payment is not shown as paid");
+  assert((await page.getByTestId("cancel-order").count()) === 0, "a paid order offers Cancel");
+  await screenshot(page, `${label}-paid`);
+
+  const tracking = `E2E-${label.toUpperCase()}-${runId}`.replace(/[^A-Z0-9-]/gi, "");
+  await carrier(orderId, "ship", tracking);
+  await orderReaches(page, "SHIPPED");
+  assert((await text(page.getByTestId("tracking-number"))) === tracking,
+    `the tracking number reads "${await text(page.getByTestId("tracking-number"))}", not ${tracking}`);
+  assert(/Mercato Test Post/.test(await text(page.getByTestId("shipment"))), "the carrier is not named");
+  assert((await currentStep(page)) === "SHIPPED", `the progress shows ${await currentStep(page)} for a shipped order`);
+  await screenshot(page, `${label}-shipped`);
+
+  await carrier(orderId, "deliver");
+  await orderReaches(page, "FINISHED");
+  await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "ended");
+  const timeline = await page.locator('[data-testid="timeline"] li').evaluateAll((items) =>
+    items.map((item) => item.getAttribute("data-status")));
+  for (const step of ["PAID", "SHIPPED", "FINISHED"]) {
+    assert(timeline.includes(step), `the timeline lacks ${step}: ${timeline.join(" → ")}`);
+  }
+  assert(timeline.indexOf("PAID") < timeline.indexOf("SHIPPED") && timeline.indexOf("SHIPPED") < timeline.indexOf("FINISHED"),
+    `the timeline is out of order: ${timeline.join(" → ")}`);
+  assert((await page.getByTestId("error-banner").count()) === 0, "the finished order shows an error");
+  await screenshot(page, `${label}-finished`);
+  await atPhoneWidth(page, `${label}-finished`);
 }
 
 // ------------------------------------------------------------------------------------ journeys
@@ -607,6 +733,12 @@ const steps = [
       if (!seeded) return;
       await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
       await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "live");
+      // With a payment service the payment is attached soon after: wait for it, so the state
+      // compared across the re-watch below is one that stays.
+      if (fulfils()) {
+        await orderReaches(page, "AWAITING_PAYMENT");
+        await page.getByTestId("pay-link").waitFor({ timeout: TIMEOUT_MS });
+      }
       const status = await page.getByTestId("order-status").getAttribute("data-status");
       assert(status === "PENDING" || status === "AWAITING_PAYMENT", `a new order is ${status}`);
       const streamed = await page.getByTestId("watch-state").getAttribute("data-streamed");
@@ -703,12 +835,345 @@ const steps = [
       }
     },
   },
+  {
+    name: "wallet: a refused charge, then points added",
+    async run(page) {
+      if (!fulfils()) {
+        console.log("  (no carrier or seeded product: the wallet, points and sandbox steps are skipped)");
+        return;
+      }
+      await nav(page, "nav-wallet");
+      await page.getByRole("heading", { level: 1, name: "Wallet" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      assert((await text(page.getByTestId("wallet-balance"))) === "¥0", `a new wallet holds ${await text(page.getByTestId("wallet-balance"))}`);
+      assert((await page.getByTestId("empty").count()) === 1, "the empty history has no empty state");
+      await screenshot(page, "wallet-empty");
+
+      // Over the payment service's limit per charge: refused with INVALID_ARGUMENT naming the
+      // amount, shown beside the field, with the server's message and a trace id for support.
+      const form = page.getByTestId("charge-form");
+      await form.getByLabel("Points to add").fill("2000000");
+      await form.getByTestId("charge-submit").click();
+      const banner = form.getByTestId("error-banner");
+      await banner.waitFor({ timeout: TIMEOUT_MS });
+      assert((await banner.getAttribute("data-code")) === "INVALID_ARGUMENT",
+        `an oversized charge answered ${await banner.getAttribute("data-code")}`);
+      const message = await text(banner.getByTestId("error-message"));
+      assert(message.length > 0 && !/could not be reached|something went wrong/i.test(message),
+        `the refusal shows a generic message: "${message}"`);
+      assert(/trace id/i.test(await text(banner.getByTestId("error-trace"))), "the refusal shows no trace id");
+      assert((await text(page.getByTestId("field-error-amount"))).length > 0, "the amount's violation is not beside the field");
+      assert((await text(page.getByTestId("wallet-balance"))) === "¥0", "a refused charge changed the balance");
+      await screenshot(page, "wallet-refused");
+
+      // A quick amount, by keyboard: the preset button, then Enter in the field.
+      await form.getByRole("button", { name: "¥5,000" }).press("Enter");
+      assert((await form.getByLabel("Points to add").inputValue()) === "5000", "the preset did not fill the amount");
+      await form.getByLabel("Points to add").press("Enter");
+      await form.getByTestId("notice").waitFor({ timeout: TIMEOUT_MS });
+      await page.getByTestId("wallet-balance").filter({ hasText: /^¥5,000$/ }).waitFor({ timeout: TIMEOUT_MS });
+      assert((await page.getByTestId("field-error-amount").count()) === 0, "the old violation is still shown");
+      const entries = page.getByTestId("ledger-entry");
+      await entries.first().waitFor({ timeout: TIMEOUT_MS });
+      assert((await entries.count()) === 1, `the history lists ${await entries.count()} movements after one charge`);
+      assert((await entries.first().getAttribute("data-kind")) === "CHARGE", "the movement is not a charge");
+      await screenshot(page, "wallet-charged");
+    },
+  },
+  {
+    name: "add two variants again",
+    async run(page) {
+      if (!fulfils()) return;
+      await openSeededProduct(page);
+      await chooseColour(page, "Red", seeded.redCode);
+      await addToCart(page, 1, 1);
+      // Green's unit came back when the first order was cancelled.
+      await chooseColour(page, "Green", seeded.greenCode);
+      await addToCart(page, 1, 2);
+      await screenshot(page, "added-again");
+    },
+  },
+  {
+    name: "checkout with points and the coupon",
+    async run(page) {
+      if (!fulfils()) return;
+      await nav(page, "nav-cart");
+      await page.getByTestId("go-checkout").waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      assert((await text(page.getByTestId("cart-subtotal"))).includes("2,700"), "the cart subtotal is not ¥2,700");
+      await page.getByTestId("go-checkout").click();
+      const form = page.getByTestId("checkout-form");
+      await form.waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      await form.getByLabel(/Wallet points/).check();
+      const cover = page.getByTestId("wallet-cover");
+      await cover.waitFor({ timeout: TIMEOUT_MS });
+      assert((await cover.getAttribute("data-covers")) === "true", "the wallet's ¥5,000 is said not to cover ¥2,700");
+      assert((await text(page.getByTestId("checkout-wallet-balance"))) === "¥5,000", "the checkout shows another balance");
+      if (campaigns) {
+        const choice = await form.locator("#coupon-select option:not([value=''])").first().getAttribute("value");
+        await form.getByLabel("Use a coupon").selectOption(choice);
+        await page.getByTestId("checkout-discount").waitFor({ timeout: TIMEOUT_MS });
+      }
+      await screenshot(page, "checkout-points");
+      await page.getByTestId("place-order").click();
+      await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, { timeout: TIMEOUT_MS });
+      pointsOrderId = new URL(page.url()).pathname.split("/").pop();
+      console.log(`  placed order ${pointsOrderId} (points)`);
+    },
+  },
+  {
+    name: "the points order moves to FINISHED live",
+    async run(page) {
+      if (!fulfils()) return;
+      await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
+      assert(/wallet points/i.test(await text(page.getByTestId("order-payment-method"))), "the order is not paid with points");
+      const total = campaigns ? "2,400" : "2,700";
+      assert((await text(page.getByTestId("order-total"))).includes(total), `the order total is not ¥${total}`);
+      await followToFinished(page, pointsOrderId, "points");
+    },
+  },
+  {
+    name: "history and wallet show the points order",
+    async run(page) {
+      if (!fulfils()) return;
+      await nav(page, "nav-orders");
+      await page.getByRole("heading", { level: 1, name: "Your orders" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      const rows = page.getByTestId("order-row");
+      assert((await rows.count()) === 2, `the history lists ${await rows.count()} orders, not the cancelled and the points one`);
+      assert((await rows.first().getAttribute("data-order-id")) === pointsOrderId, "the newest order is not the points one");
+      assert((await rows.first().getByTestId("order-status").getAttribute("data-status")) === "FINISHED",
+        "the history does not show the points order FINISHED");
+      await screenshot(page, "orders-finished");
+
+      await nav(page, "nav-wallet");
+      await settled(page);
+      const left = campaigns ? "¥2,600" : "¥2,300";
+      await page.getByTestId("wallet-balance").filter({ hasText: new RegExp(`^${left}$`) }).waitFor({ timeout: TIMEOUT_MS });
+      const spend = page.locator(`[data-testid="ledger-entry"][data-kind="SPEND"][data-order-id="${pointsOrderId}"]`);
+      await spend.waitFor({ timeout: TIMEOUT_MS });
+      assert((await page.getByTestId("ledger-entry").count()) === 2, "the wallet history does not list the charge and the spend");
+      await screenshot(page, "wallet-spent");
+      await atPhoneWidth(page, "wallet-spent");
+      // The spend links to the order it paid.
+      await spend.getByRole("link").click();
+      await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
+      assert(new URL(page.url()).pathname === `/orders/${pointsOrderId}`, "the spend links to another order");
+      await waitForAttribute(page.getByTestId("watch-state"), "data-watch", "ended");
+    },
+  },
+];
+
+/** The sandbox payment: another shopper pays on the payment service's page in a new tab. */
+const sandboxSteps = [
+  {
+    name: "register another shopper and fill the cart",
+    async run(page) {
+      if (!fulfils()) {
+        console.log("  (no carrier or seeded product: the sandbox journey is skipped)");
+        return;
+      }
+      await registerInUi(page, BASE_URL, payer);
+      await openSeededProduct(page);
+      await chooseColour(page, "Red", seeded.redCode);
+      await addToCart(page, 1, 1);
+    },
+  },
+  {
+    name: "checkout to a typed address with SANDBOX",
+    async run(page) {
+      if (!fulfils()) return;
+      await nav(page, "nav-cart");
+      await page.getByTestId("go-checkout").waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      await page.getByTestId("go-checkout").click();
+      const form = page.getByTestId("checkout-form");
+      await form.waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      // No saved address: the form asks for one.
+      const shipping = page.getByTestId("shipping");
+      await shipping.getByLabel("Recipient name").fill("佐藤 花子");
+      await shipping.getByLabel("Country code").fill("JP");
+      await shipping.getByLabel("Postal code").fill("5300001");
+      await shipping.getByLabel("Prefecture").fill("大阪府");
+      await shipping.getByLabel("City / ward").fill("大阪市北区");
+      await shipping.getByLabel("Address line 1").fill("梅田1-1-1");
+      await shipping.getByLabel("Phone number").fill("06-1234-5678");
+      await form.getByLabel(/Sandbox payment/).check();
+      await screenshot(page, "sandbox-checkout");
+      await page.getByTestId("place-order").click();
+      await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, { timeout: TIMEOUT_MS });
+      sandboxOrderId = new URL(page.url()).pathname.split("/").pop();
+      console.log(`  placed order ${sandboxOrderId} (sandbox)`);
+    },
+  },
+  {
+    name: "pay on the sandbox page in a new tab",
+    async run(page) {
+      if (!fulfils()) return;
+      await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
+      assert((await text(page.getByTestId("order-address"))).includes("530-0001"), "the order does not ship to the typed address");
+      await orderReaches(page, "AWAITING_PAYMENT");
+      const link = page.getByTestId("pay-link");
+      await link.waitFor({ timeout: TIMEOUT_MS });
+      assert((await link.getAttribute("target")) === "_blank", "the payment page does not open in a new tab");
+      await screenshot(page, "sandbox-awaiting-payment");
+
+      const [tab] = await Promise.all([page.context().waitForEvent("page"), link.click()]);
+      await tab.getByRole("heading", { name: "Sandbox payment" }).waitFor({ timeout: TIMEOUT_MS });
+      assert((await tab.textContent("main")).includes(sandboxOrderId), "the sandbox page is for another order");
+      await screenshot(tab, "sandbox-page-pay");
+      await tab.getByRole("button", { name: "Pay" }).click();
+      await tab.getByRole("heading", { name: "Paid" }).waitFor({ timeout: TIMEOUT_MS });
+      await screenshot(tab, "sandbox-page-paid");
+      await tab.close();
+      // Back in the storefront's tab, still signed in and watching: the payment arrived.
+      await page.bringToFront();
+    },
+  },
+  {
+    name: "the sandbox order moves to FINISHED live",
+    async run(page) {
+      if (!fulfils()) return;
+      await followToFinished(page, sandboxOrderId, "sandbox");
+      await nav(page, "nav-orders");
+      await page.getByRole("heading", { level: 1, name: "Your orders" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      const rows = page.getByTestId("order-row");
+      assert((await rows.count()) === 1, `the second shopper's history lists ${await rows.count()} orders`);
+      assert((await rows.first().getByTestId("order-status").getAttribute("data-status")) === "FINISHED",
+        "the history does not show the sandbox order FINISHED");
+      await screenshot(page, "sandbox-orders");
+    },
+  },
+  {
+    name: "a card order without Stripe says card payment is unavailable",
+    async run(page) {
+      if (!fulfils()) return;
+      await openSeededProduct(page);
+      await chooseColour(page, "Red", seeded.redCode);
+      await addToCart(page, 1, 1);
+      await nav(page, "nav-cart");
+      await page.getByTestId("go-checkout").waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      await page.getByTestId("go-checkout").click();
+      const form = page.getByTestId("checkout-form");
+      await form.waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      // The shipping address typed for the last order is not saved: type it again.
+      const shipping = page.getByTestId("shipping");
+      await shipping.getByLabel("Recipient name").fill("佐藤 花子");
+      await shipping.getByLabel("Country code").fill("JP");
+      await shipping.getByLabel("Postal code").fill("530-0001");
+      await shipping.getByLabel("Prefecture").fill("大阪府");
+      await shipping.getByLabel("City / ward").fill("大阪市北区");
+      await shipping.getByLabel("Address line 1").fill("梅田1-1-1");
+      await shipping.getByLabel("Phone number").fill("0612345678");
+      await form.getByLabel(/Card \(Stripe\)/).check();
+      await page.getByTestId("place-order").click();
+      await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, { timeout: TIMEOUT_MS });
+      await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
+      // The BFF has no publishable key: no card form is faked, the step says why.
+      const unavailable = page.getByTestId("card-unavailable");
+      await unavailable.waitFor({ timeout: TIMEOUT_MS });
+      assert(/card payment is not available/i.test(await text(unavailable)), "the card step does not say it is unavailable");
+      assert((await page.getByTestId("card-form").count()) === 0, "a card form is shown without a publishable key");
+      await screenshot(page, "card-unavailable");
+      // The shopper gives up on this one.
+      await page.getByTestId("cancel-order").click();
+      await page.getByTestId("confirm-cancel").click();
+      await orderReaches(page, "CANCELLED");
+    },
+  },
+];
+
+/** The edges: CORS from other origins, and a rate-limited action. */
+const edgeSteps = [
+  {
+    name: "CORS follows the allow-list",
+    async run(page, journey) {
+      if (!ALLOWED_ORIGIN_URL || !FOREIGN_ORIGIN_URL) {
+        console.log("  (no other origins: the CORS step is skipped)");
+        return;
+      }
+      const call = async (site) => {
+        await page.goto(`${site}?api=${encodeURIComponent(BASE_URL)}`, { waitUntil: "domcontentloaded" });
+        const result = page.locator("#result:not([data-outcome='pending'])");
+        await result.waitFor({ timeout: TIMEOUT_MS });
+        return {
+          outcome: await result.getAttribute("data-outcome"),
+          grpcStatus: await result.getAttribute("data-grpc-status"),
+          requestId: await result.getAttribute("data-request-id"),
+        };
+      };
+      // The allow-listed origin: the preflight passes and the page reads the answer, its
+      // gRPC status and the exposed request id.
+      const allowed = await call(ALLOWED_ORIGIN_URL);
+      assert(allowed.outcome === "answered", `the allow-listed origin was ${allowed.outcome}`);
+      assert(allowed.grpcStatus === "0", `the allow-listed origin read grpc-status ${allowed.grpcStatus}`);
+      assert(allowed.requestId, "the allow-listed origin cannot read x-request-id");
+      await screenshot(page, "cors-allowed");
+      // Any other origin: the browser withholds the answer, and says why in the console.
+      const foreign = await call(FOREIGN_ORIGIN_URL);
+      assert(foreign.outcome === "blocked", `the foreign origin was ${foreign.outcome}`);
+      const refusals = journey.takeConsoleErrors((message) => /CORS policy|ERR_FAILED/.test(message));
+      assert(refusals.some((message) => /CORS policy/.test(message)), "the browser logged no CORS refusal");
+      await screenshot(page, "cors-refused");
+    },
+  },
+  {
+    name: "a rate-limited action shows a friendly retry message",
+    async run(page) {
+      if (!LIMITED_URL || !LIMITED_WRITES) {
+        console.log("  (no rate-limited BFF: the rate-limit step is skipped)");
+        return;
+      }
+      await registerInUi(page, LIMITED_URL, hasty);
+      await nav(page, "nav-wallet");
+      await page.getByRole("heading", { level: 1, name: "Wallet" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      const form = page.getByTestId("charge-form");
+      // The budget's writes go through…
+      for (let charge = 1; charge <= LIMITED_WRITES; charge += 1) {
+        await form.getByLabel("Points to add").fill("1000");
+        await form.getByTestId("charge-submit").click();
+        await page.getByTestId("wallet-balance")
+          .filter({ hasText: new RegExp(`^¥${(charge * 1000).toLocaleString("en-US")}$`) })
+          .waitFor({ timeout: TIMEOUT_MS });
+      }
+      // …and the next is refused: RESOURCE_EXHAUSTED, read as "wait and try again" with the
+      // server's RetryInfo delay, not as a failure of the shop.
+      await form.getByLabel("Points to add").fill("1000");
+      await form.getByTestId("charge-submit").click();
+      const banner = form.getByTestId("error-banner");
+      await banner.waitFor({ timeout: TIMEOUT_MS });
+      assert((await banner.getAttribute("data-code")) === "RESOURCE_EXHAUSTED",
+        `the write over the budget answered ${await banner.getAttribute("data-code")}`);
+      const message = await text(banner.getByTestId("error-message"));
+      assert(/too many requests/i.test(message) && /try again/i.test(message), `the rate limit reads "${message}"`);
+      assert(!/could not be reached|something went wrong|over budget/i.test(message), `the rate limit reads "${message}"`);
+      const retry = banner.getByTestId("retry-after");
+      assert(Number(await retry.getAttribute("data-seconds")) >= 1, "no wait is given");
+      assert(/You can try again in \d+ s\./.test(await text(retry)), `the wait reads "${await text(retry)}"`);
+      const balance = `¥${(LIMITED_WRITES * 1000).toLocaleString("en-US")}`;
+      assert((await text(page.getByTestId("wallet-balance"))) === balance, "the refused charge changed the balance");
+      await screenshot(page, "rate-limited");
+    },
+  },
+];
+
+/** The journeys, each in a browser context (and so a session) of its own. */
+const journeys = [
+  { name: "shopper", steps },
+  { name: "sandbox payment", steps: sandboxSteps },
+  { name: "edges", steps: edgeSteps },
 ];
 
 // ------------------------------------------------------------------------------------ runner
 
-async function main() {
-  mkdirSync(ARTIFACTS, { recursive: true });
+/** A fresh browser context (its own profile, so no shared session) with images stubbed. */
+async function openContext() {
   const profile = mkdtempSync(path.join(tmpdir(), "mercato-e2e-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -726,36 +1191,56 @@ async function main() {
       "--disable-sync",
     ],
   });
-  const origin = new URL(BASE_URL).origin;
+  const origins = new Set([BASE_URL, LIMITED_URL].filter(Boolean).map((url) => new URL(url).origin));
   await context.route("**/*", (route) =>
-    route.request().resourceType() === "image" && new URL(route.request().url()).origin !== origin
+    route.request().resourceType() === "image" && !origins.has(new URL(route.request().url()).origin)
       ? route.fulfill({ status: 200, contentType: "image/png", body: PIXEL })
       : route.continue(),
   );
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(TIMEOUT_MS);
-  const consoleErrors = [];
-  page.on("console", (message) => {
-    if (message.type() === "error") consoleErrors.push(message.text());
-  });
-  page.on("pageerror", (error) => consoleErrors.push(`uncaught: ${error.message}`));
+  return { context, profile };
+}
 
+async function main() {
+  mkdirSync(ARTIFACTS, { recursive: true });
   let passed = 0;
   let failed = null;
-  for (const step of steps) {
-    console.log(`e2e: ${step.name}`);
-    try {
-      await step.run(page);
-      assert(consoleErrors.length === 0, `console errors:\n    ${consoleErrors.join("\n    ")}`);
-      passed += 1;
-    } catch (error) {
-      failed = { step: step.name, error };
-      await screenshot(page, `FAILED-${step.name.replace(/[^a-z0-9]+/gi, "-")}`).catch(() => {});
-      break;
+  for (const journey of journeys) {
+    if (failed) break;
+    const { context, profile } = await openContext();
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(TIMEOUT_MS);
+    // The storefront's tab must stay free of console errors; other tabs (the sandbox's payment
+    // page) are the payment service's, not checked here.
+    const consoleErrors = [];
+    page.on("console", (message) => {
+      if (message.type() === "error") consoleErrors.push(message.text());
+    });
+    page.on("pageerror", (error) => consoleErrors.push(`uncaught: ${error.message}`));
+    const state = {
+      /** Removes and returns the console errors a step expects (e.g. a CORS refusal). */
+      takeConsoleErrors(expected) {
+        const taken = consoleErrors.filter(expected);
+        const rest = consoleErrors.filter((message) => !expected(message));
+        consoleErrors.splice(0, consoleErrors.length, ...rest);
+        return taken;
+      },
+    };
+    for (const step of journey.steps) {
+      const name = `${journey.name}: ${step.name}`;
+      console.log(`e2e: ${name}`);
+      try {
+        await step.run(page, state);
+        assert(consoleErrors.length === 0, `console errors:\n    ${consoleErrors.join("\n    ")}`);
+        passed += 1;
+      } catch (error) {
+        failed = { step: name, error };
+        await screenshot(page, `FAILED-${name.replace(/[^a-z0-9]+/gi, "-")}`).catch(() => {});
+        break;
+      }
     }
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
   }
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
 
   console.log(`screenshots: ${ARTIFACTS}`);
   if (failed) {

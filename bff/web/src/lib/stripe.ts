@@ -16,7 +16,7 @@ export interface StripeError {
 export interface StripeCardElement {
   mount(target: HTMLElement): void;
   destroy(): void;
-  on(event: "change", handler: (event: { complete: boolean; error?: StripeError }) => void): void;
+  on(event: "change", handler: (event?: { complete: boolean; error?: StripeError }) => void): void;
 }
 
 export interface StripeElements {

@@ -30,6 +30,14 @@ const PRESETS = [1_000n, 5_000n, 10_000n];
 /** The violation paths of the charge's amount (a missing amount, or its minor units). */
 const AMOUNT_FIELDS = ["amount", "amount.amount_minor", "amount.currency_code"] as const;
 
+/** How a movement that names its order reads before the order's link ("Paid order 01A2…"). */
+const ORDER_ENTRY_VERB: Record<LedgerEntryKind, string> = {
+  [LedgerEntryKind.UNSPECIFIED]: "For",
+  [LedgerEntryKind.CHARGE]: "Points added for",
+  [LedgerEntryKind.SPEND]: "Paid",
+  [LedgerEntryKind.REFUND]: "Refund of",
+};
+
 export function WalletPage() {
   useTitle("Wallet");
   const wallet = useCall(
@@ -242,49 +250,53 @@ function History({ generation }: { generation: number }) {
         <Empty>No movements yet: points you add and spend are listed here.</Empty>
       ) : (
         <>
-          <table className="table ledger" data-testid="ledger">
-            <caption className="visually-hidden">Wallet movements, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">What</th>
-                <th scope="col" className="numeric">
-                  Points
-                </th>
-                <th scope="col" className="numeric">
-                  Balance
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {entries.map((entry) => (
-                <tr
-                  key={entry.entryId}
-                  data-testid="ledger-entry"
-                  data-kind={LedgerEntryKind[entry.kind]}
-                  data-order-id={entry.orderId}
-                >
-                  <td>
-                    <time dateTime={isoTime(entry.createTime)}>{formatTime(entry.createTime)}</time>
-                  </td>
-                  <td>
-                    {LEDGER_KIND_LABEL[entry.kind]}
-                    {entry.orderId && (
-                      <>
-                        {" "}
-                        <Link to={`/orders/${entry.orderId}`}>order {shortId(entry.orderId)}</Link>
-                      </>
-                    )}
-                  </td>
-                  <td className={`numeric ${(entry.amount?.amountMinor ?? 0n) < 0n ? "debit" : "credit"}`}>
-                    {(entry.amount?.amountMinor ?? 0n) > 0n ? "+" : ""}
-                    {formatMoney(entry.amount)}
-                  </td>
-                  <td className="numeric">{formatMoney(entry.balanceAfter)}</td>
+          {/* Scrolls sideways inside the panel if a narrow screen cannot fit the four columns. */}
+          <div className="table-scroll" role="region" aria-labelledby="history-heading" tabIndex={0}>
+            <table className="table ledger" data-testid="ledger">
+              <caption className="visually-hidden">Wallet movements, newest first</caption>
+              <thead>
+                <tr>
+                  <th scope="col">When</th>
+                  <th scope="col">What</th>
+                  <th scope="col" className="numeric">
+                    Points
+                  </th>
+                  <th scope="col" className="numeric">
+                    Balance
+                  </th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {entries.map((entry) => (
+                  <tr
+                    key={entry.entryId}
+                    data-testid="ledger-entry"
+                    data-kind={LedgerEntryKind[entry.kind]}
+                    data-order-id={entry.orderId}
+                  >
+                    <td>
+                      <time dateTime={isoTime(entry.createTime)}>{formatTime(entry.createTime)}</time>
+                    </td>
+                    <td>
+                      {entry.orderId ? (
+                        <>
+                          {ORDER_ENTRY_VERB[entry.kind]}{" "}
+                          <Link to={`/orders/${entry.orderId}`}>order {shortId(entry.orderId)}</Link>
+                        </>
+                      ) : (
+                        LEDGER_KIND_LABEL[entry.kind]
+                      )}
+                    </td>
+                    <td className={`numeric ${(entry.amount?.amountMinor ?? 0n) < 0n ? "debit" : "credit"}`}>
+                      {(entry.amount?.amountMinor ?? 0n) > 0n ? "+" : ""}
+                      {formatMoney(entry.amount)}
+                    </td>
+                    <td className="numeric">{formatMoney(entry.balanceAfter)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
           <ErrorBanner error={error} title="More movements could not be loaded" />
           {nextToken && (
             <div className="load-more">
