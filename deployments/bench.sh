@@ -13,14 +13,27 @@
 #   checkout CreateOrder through the BFF vs pgbench replaying the order database's statements of
 #            one checkout; then invariants from both databases (orders = OK answers, each with its
 #            order.created, reserved units = ordered units)
+#   saga     orders from CreateOrder to FINISHED per second through every service and the bus,
+#            POINTS and SANDBOX, in an open loop at each offered rate, with per-step latencies;
+#            then invariants from all four databases and the broker's dead-letter queues
+#
+# The payment and process services are started only when a scenario needs the whole saga
+# (FULL_STACK below); the checkout scenario's orders then get payments too (AWAITING_PAYMENT).
 #
 # The services' consumer queues live in the broker namespace `mercato-bench`, shared by every run
-# (so runs do not pile up queues); Redis keys are per run and deleted at the end.
+# (so runs do not pile up queues) and deleted before the services start (every run has fresh
+# databases, so nothing queued by an earlier run means anything, and the dead-letter invariant
+# sees only this run's dead letters); Redis keys are per run and deleted at the end.
 #
-# Results: $MERCATO_BENCH_OUT (default target/bench)/<scenario>.{json,md}; service logs in
-# $MERCATO_BENCH_OUT/logs. Environment (all optional): MERCATO_BENCH_DURATION (default 10s),
-# MERCATO_BENCH_WARMUP (2s), MERCATO_BENCH_CONCURRENCY (32), MERCATO_BENCH_CONNECTIONS (4),
-# CARGO_TARGET_DIR. The databases mercato_bench_* are dropped and recreated on every run.
+# Results: $MERCATO_BENCH_OUT (default target/bench)/<scenario>.{json,md,svg}; service logs in
+# $MERCATO_BENCH_OUT/logs. A scenario whose invariants broke fails the run. Environment (all
+# optional): MERCATO_BENCH_DURATION (default 10s), MERCATO_BENCH_WARMUP (2s),
+# MERCATO_BENCH_CONCURRENCY (32), MERCATO_BENCH_CONNECTIONS (4), MERCATO_BENCH_SAGA_RATES
+# (5,10,20,40 orders/s), MERCATO_BENCH_SAGA_METHODS (points,sandbox), MERCATO_BENCH_SLA (30s),
+# MERCATO_BENCH_SHIPMENT_DELAY (the process service's SHIPMENT_DELAY, 200ms),
+# MERCATO_BENCH_RABBITMQCTL (how to run rabbitmqctl, default `rabbitmqctl`; e.g.
+# `docker compose exec -T rabbitmq rabbitmqctl`), CARGO_TARGET_DIR. The databases
+# mercato_bench_* are dropped and recreated on every run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +43,11 @@ OUT=${MERCATO_BENCH_OUT:-$ROOT/target/bench}
 LOGS="$OUT/logs"
 PG_URL_BASE=${MERCATO_BENCH_PG:-postgres://mercato:mercato@127.0.0.1:5432}
 RUN_ID="bench$$"
+BUS_NAMESPACE=mercato-bench
+SHIPMENT_DELAY=${MERCATO_BENCH_SHIPMENT_DELAY:-200ms}
+read -r -a RABBITMQCTL <<<"${MERCATO_BENCH_RABBITMQCTL:-rabbitmqctl}"
+# Scenarios that need the payment and process services.
+FULL_STACK=(saga)
 PIDS=()
 
 say() { printf '==> %s\n' "$*"; }
@@ -83,6 +101,22 @@ wait_ready() { # wait_ready <name> <http addr>
     done
 }
 
+# Deletes every queue of the bench namespace (the services declare theirs again on start).
+reset_bus() {
+    local queues
+    if ! queues=$("${RABBITMQCTL[@]}" -q list_queues --no-table-headers name 2>/dev/null); then
+        [ "$NEED_FULL_STACK" = 1 ] &&
+            die "cannot list queues with '${RABBITMQCTL[*]}' (set MERCATO_BENCH_RABBITMQCTL)"
+        printf 'warning: cannot list queues with %s; queues of earlier runs stay\n' \
+            "${RABBITMQCTL[*]}" >&2
+        return 0
+    fi
+    local queue
+    for queue in $(grep "^$BUS_NAMESPACE\." <<<"$queues" || true); do
+        "${RABBITMQCTL[@]}" -q delete_queue "$queue" >/dev/null
+    done
+}
+
 loadgen_flags() {
     printf '%s\n' --duration "${MERCATO_BENCH_DURATION:-10s}" --warmup "${MERCATO_BENCH_WARMUP:-2s}" \
         --concurrency "${MERCATO_BENCH_CONCURRENCY:-32}" \
@@ -91,11 +125,13 @@ loadgen_flags() {
 
 # ---------------------------------------------------------------- scenarios
 
-# Starts the user, product and order services, the BFF in front of them and a bare tonic server,
-# each on free ports and fresh databases; sets USER_GRPC, PRODUCT_GRPC, PRODUCT_DB, ORDER_DB,
+# Starts the user, product and order services (with NEED_FULL_STACK=1 also the payment and
+# process services), the BFF in front of them and a bare tonic server, each on free ports and
+# fresh databases; sets USER_GRPC, PRODUCT_GRPC, PRODUCT_DB, ORDER_DB, PAYMENT_DB, PROCESS_DB,
 # BFF_GRPC, HELLO.
 start_stack() {
     local user_http product_http order_grpc order_http bff_http user_db hello_port
+    local payment_grpc payment_http process_grpc process_http
     USER_GRPC=127.0.0.1:$(free_port)
     user_http=127.0.0.1:$(free_port)
     PRODUCT_GRPC=127.0.0.1:$(free_port)
@@ -108,8 +144,19 @@ start_stack() {
     ORDER_DB=$(fresh_database mercato_bench_order)
     order_grpc=127.0.0.1:$(free_port)
     order_http=127.0.0.1:$(free_port)
+    payment_grpc=127.0.0.1:$(free_port)
+    payment_http=127.0.0.1:$(free_port)
+    process_grpc=127.0.0.1:$(free_port)
+    process_http=127.0.0.1:$(free_port)
 
-    say "starting the user, product and order services, the BFF and a bare tonic server"
+    reset_bus
+    if [ "$NEED_FULL_STACK" = 1 ]; then
+        PAYMENT_DB=$(fresh_database mercato_bench_payment)
+        PROCESS_DB=$(fresh_database mercato_bench_process)
+        say "starting the user, product, order, payment and process services, the BFF and a bare tonic server"
+    else
+        say "starting the user, product and order services, the BFF and a bare tonic server"
+    fi
     start user mercato-user MERCATO_USER__GRPC_ADDR="$USER_GRPC" MERCATO_USER__HTTP_ADDR="$user_http" \
         MERCATO_USER__DATABASE_URL="$user_db" MERCATO_USER__ISSUER="http://$user_http" \
         MERCATO_USER__REDIS_KEY_PREFIX="$RUN_ID:user:" MERCATO__BUS_NAMESPACE=mercato-bench
@@ -123,11 +170,29 @@ start_stack() {
         MERCATO_ORDER__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
         MERCATO_ORDER__REDIS_KEY_PREFIX="$RUN_ID:order:" MERCATO__BUS_NAMESPACE=mercato-bench
     wait_ready order "$order_http"
+    if [ "$NEED_FULL_STACK" = 1 ]; then
+        start payment mercato-payment MERCATO_PAYMENT__GRPC_ADDR="$payment_grpc" \
+            MERCATO_PAYMENT__HTTP_ADDR="$payment_http" MERCATO_PAYMENT__DATABASE_URL="$PAYMENT_DB" \
+            MERCATO_PAYMENT__ORDER_SERVICE_URL="http://$order_grpc" \
+            MERCATO_PAYMENT__PUBLIC_URL="http://$payment_http" MERCATO__BUS_NAMESPACE=$BUS_NAMESPACE
+        # The simulated carrier ships SHIPMENT_DELAY after the stock is committed and delivers
+        # SHIPMENT_DELAY later: short, so a saga takes well under a second plus the two delays.
+        start process mercato-process MERCATO_PROCESS__GRPC_ADDR="$process_grpc" \
+            MERCATO_PROCESS__HTTP_ADDR="$process_http" MERCATO_PROCESS__DATABASE_URL="$PROCESS_DB" \
+            MERCATO_PROCESS__ORDER_SERVICE_URL="http://$order_grpc" \
+            MERCATO_PROCESS__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
+            MERCATO_PROCESS__USER_SERVICE_URL="http://$USER_GRPC" \
+            MERCATO_PROCESS__SHIPMENT_DELAY="$SHIPMENT_DELAY" MERCATO__BUS_NAMESPACE=$BUS_NAMESPACE
+        wait_ready payment "$payment_http"
+        wait_ready process "$process_http"
+    fi
     # The limits are lifted so the benchmark measures the limiter's cost, not its refusals.
     start bff mercato-bff MERCATO_BFF__GRPC_ADDR="$BFF_GRPC" MERCATO_BFF__HTTP_ADDR="$bff_http" \
         MERCATO_BFF__USER_SERVICE_URL="http://$USER_GRPC" \
         MERCATO_BFF__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
         MERCATO_BFF__ORDER_SERVICE_URL="http://$order_grpc" \
+        MERCATO_BFF__PAYMENT_SERVICE_URL="http://$payment_grpc" \
+        MERCATO_BFF__PROCESS_SERVICE_URL="http://$process_grpc" \
         MERCATO_BFF__ISSUER="http://$user_http" \
         MERCATO_BFF__JWKS_URL="http://$user_http/.well-known/jwks.json" \
         MERCATO_BFF__REDIS_KEY_PREFIX="$RUN_ID:bff:" \
@@ -165,20 +230,41 @@ bench_checkout() {
         --order-database-url "$ORDER_DB" --product-database-url "$PRODUCT_DB"
 }
 
+# The database and broker flags of the journey scenarios.
+journey_flags() {
+    printf '%s\n' --order-database-url "$ORDER_DB" --product-database-url "$PRODUCT_DB" \
+        --payment-database-url "$PAYMENT_DB" --process-database-url "$PROCESS_DB" \
+        --bus-namespace "$BUS_NAMESPACE" --rabbitmqctl "${RABBITMQCTL[*]}"
+}
+
+bench_saga() {
+    local journey
+    mapfile -t journey < <(journey_flags)
+    loadgen saga --bff "http://$BFF_GRPC" --product "http://$PRODUCT_GRPC" "${journey[@]}" \
+        --rates "${MERCATO_BENCH_SAGA_RATES:-5,10,20,40}" \
+        --methods "${MERCATO_BENCH_SAGA_METHODS:-points,sandbox}" \
+        --sla "${MERCATO_BENCH_SLA:-30s}" --shipment-delay "$SHIPMENT_DELAY"
+}
+
 # ---------------------------------------------------------------- main
 
-SCENARIOS=(edge catalog stock checkout)
+KNOWN=(edge catalog stock checkout saga)
+SCENARIOS=("${KNOWN[@]}")
 [ "$#" -gt 0 ] && SCENARIOS=("$@")
+NEED_FULL_STACK=0
 for scenario in "${SCENARIOS[@]}"; do
     declare -F "bench_$scenario" >/dev/null ||
-        die "unknown scenario '$scenario' (known: edge catalog stock checkout)"
+        die "unknown scenario '$scenario' (known: ${KNOWN[*]})"
+    for full in "${FULL_STACK[@]}"; do
+        if [ "$scenario" = "$full" ]; then NEED_FULL_STACK=1; fi
+    done
 done
 
 bash "$ROOT/deployments/deps.sh" up
 mkdir -p "$LOGS"
 say "building release binaries"
-(cd "$ROOT" && "$CARGO" build --release -p mercato-user -p mercato-product -p mercato-order -p mercato-bff \
-    -p mercato-loadgen)
+(cd "$ROOT" && "$CARGO" build --release -p mercato-user -p mercato-product -p mercato-order \
+    -p mercato-payment -p mercato-process -p mercato-bff -p mercato-loadgen)
 TARGET=$("$CARGO" metadata --no-deps --format-version 1 --manifest-path "$ROOT/Cargo.toml" |
     grep -o '"target_directory":"[^"]*"' | sed 's/^"target_directory":"//; s/"$//')
 

@@ -8,10 +8,20 @@
 //! mercato-loadgen stock --product URI --database-url postgres://…/mercato_bench_product
 //! mercato-loadgen checkout --bff URI --product URI --order-database-url URL \
 //!     --product-database-url URL
+//! mercato-loadgen saga --bff URI --product URI --order-database-url URL \
+//!     --product-database-url URL --payment-database-url URL --process-database-url URL \
+//!     --bus-namespace mercato-bench [--methods points,sandbox] [--rates 5,10,20,40] [--sla 30s]
+//! mercato-loadgen flash-sale (the saga's flags) [--buyers 10000] [--units 100] [--rates 500,1000]
+//! mercato-loadgen coupon-rush --bff URI --order URI --order-database-url URL [--coupons 100] \
+//!     [--claimants 2000] [--rates 200,400]
+//! mercato-loadgen login-storm --bff URI [--shoppers 200] [--rates 10,20,40,80]
+//! mercato-loadgen browse --bff URI --product URI --order-database-url URL \
+//!     --product-database-url URL [--shoppers 100] [--rates 100,200,400,800]
 //! ```
 //!
 //! `make bench` (deployments/bench.sh) starts release builds of the services on free ports and
-//! runs these; the results land in `target/bench/<scenario>.{json,md}`.
+//! runs these; the results land in `target/bench/<scenario>.{json,md,svg}`. A scenario whose
+//! invariants broke still writes its report, then exits non-zero.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,9 +32,15 @@ use mercato_platform::settings::parse_duration;
 
 use mercato_loadgen::measure::LoadShape;
 use mercato_loadgen::report::Report;
+use mercato_loadgen::scenarios::browse::{BrowseOptions, BrowseTargets};
+use mercato_loadgen::scenarios::bus::Rabbitmqctl;
 use mercato_loadgen::scenarios::catalog::CatalogTargets;
 use mercato_loadgen::scenarios::checkout::CheckoutTargets;
+use mercato_loadgen::scenarios::coupon_rush::{CouponRushOptions, CouponRushTargets};
 use mercato_loadgen::scenarios::edge::EdgeTargets;
+use mercato_loadgen::scenarios::flash_sale::FlashSaleOptions;
+use mercato_loadgen::scenarios::login_storm::{LoginStormOptions, LoginStormTargets};
+use mercato_loadgen::scenarios::saga::{Method, SagaOptions, SagaTargets};
 use mercato_loadgen::scenarios::stock::StockTargets;
 use mercato_loadgen::{hello, scenarios};
 
@@ -103,6 +119,201 @@ enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Orders from CreateOrder to FINISHED per second through every service and the bus, for
+    /// POINTS and SANDBOX, in an open loop at each offered rate; per-step latencies from the
+    /// order history; then the invariants from all four databases and the broker's DLQs.
+    Saga {
+        /// The BFF's gRPC URI.
+        #[arg(long)]
+        bff: String,
+        /// The product service's gRPC URI (seeding the catalog).
+        #[arg(long)]
+        product: String,
+        #[command(flatten)]
+        databases: SagaDatabases,
+        #[command(flatten)]
+        bus: BusArgs,
+        /// Payment methods, each driven at every rate.
+        #[arg(long, value_delimiter = ',', default_value = "points,sandbox")]
+        methods: Vec<Method>,
+        /// Offered orders per second, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "5,10,20,40")]
+        rates: Vec<f64>,
+        /// Every order must be FINISHED within this time of its creation.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        sla: Duration,
+        /// Journeys in flight at most; later arrivals are dropped and counted.
+        #[arg(long, default_value_t = 1_000)]
+        max_in_flight: usize,
+        /// Shoppers sharing the load (at least; more when the wallets need it).
+        #[arg(long, default_value_t = 64)]
+        buyers: usize,
+        /// The process service's SHIPMENT_DELAY, for the report.
+        #[arg(long, value_parser = parse_duration)]
+        shipment_delay: Option<Duration>,
+        /// Leave out the pgbench baseline.
+        #[arg(long)]
+        no_baseline: bool,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Many buyers for few units of one SKU: exactly that many orders, the rest a clean sold-out
+    /// answer; the winners paid and followed to FINISHED; the saga's invariants.
+    FlashSale {
+        /// The BFF's gRPC URI.
+        #[arg(long)]
+        bff: String,
+        /// The product service's gRPC URI (seeding the SKU).
+        #[arg(long)]
+        product: String,
+        #[command(flatten)]
+        databases: SagaDatabases,
+        #[command(flatten)]
+        bus: BusArgs,
+        /// Buyers, each trying once per round.
+        #[arg(long, default_value_t = 10_000)]
+        buyers: usize,
+        /// Units on sale per round.
+        #[arg(long, default_value_t = 100)]
+        units: i64,
+        /// Buyers arriving per second, one round each.
+        #[arg(long, value_delimiter = ',', default_value = "500,1000,2000")]
+        rates: Vec<f64>,
+        /// A winner's order must be FINISHED within this time of its creation.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        sla: Duration,
+        /// Checkouts in flight at most.
+        #[arg(long, default_value_t = 2_000)]
+        max_in_flight: usize,
+        /// Sign-ups in flight while seeding.
+        #[arg(long, default_value_t = 16)]
+        register_concurrency: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// A first-come-first-served campaign of N coupons rushed by many shoppers clicking twice:
+    /// exactly N issued, one per shopper, every other claim a clean refusal.
+    CouponRush {
+        /// The BFF's gRPC URI.
+        #[arg(long)]
+        bff: String,
+        /// The order service's gRPC URI (creating campaigns as an admin).
+        #[arg(long)]
+        order: String,
+        /// The order service's database URL.
+        #[arg(long)]
+        order_database_url: String,
+        /// Coupons per campaign.
+        #[arg(long, default_value_t = 100)]
+        coupons: i64,
+        /// Shoppers, each claiming twice at once per round.
+        #[arg(long, default_value_t = 2_000)]
+        claimants: usize,
+        /// Shoppers arriving per second, one round each.
+        #[arg(long, value_delimiter = ',', default_value = "200,400,800")]
+        rates: Vec<f64>,
+        /// Shoppers in flight at most.
+        #[arg(long, default_value_t = 2_000)]
+        max_in_flight: usize,
+        /// Sign-ups in flight while seeding.
+        #[arg(long, default_value_t = 16)]
+        register_concurrency: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Logins through the BFF at each offered rate, one in ten a wrong guess at one account:
+    /// every shopper's login succeeds, every guess is refused, then throttled.
+    LoginStorm {
+        /// The BFF's gRPC URI.
+        #[arg(long)]
+        bff: String,
+        /// Shoppers signed up first.
+        #[arg(long, default_value_t = 200)]
+        shoppers: usize,
+        /// Logins per second, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "10,20,40,80")]
+        rates: Vec<f64>,
+        /// The user service's LOGIN_MAX_FAILURES.
+        #[arg(long, default_value_t = 5)]
+        max_failures: u64,
+        /// Logins in flight at most.
+        #[arg(long, default_value_t = 1_000)]
+        max_in_flight: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// A shop's traffic mix (home 10, product 10, cart view 3, add 2, checkout 1) at each
+    /// offered rate, a latency row per action; orders and reservations checked afterwards.
+    Browse {
+        /// The BFF's gRPC URI.
+        #[arg(long)]
+        bff: String,
+        /// The product service's gRPC URI (seeding the catalog).
+        #[arg(long)]
+        product: String,
+        /// The order service's database URL.
+        #[arg(long)]
+        order_database_url: String,
+        /// The product service's database URL.
+        #[arg(long)]
+        product_database_url: String,
+        /// Shoppers sharing the arrivals.
+        #[arg(long, default_value_t = 100)]
+        shoppers: usize,
+        /// Products in the catalog.
+        #[arg(long, default_value_t = 20)]
+        products: usize,
+        /// Arrivals (actions) per second, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800")]
+        rates: Vec<f64>,
+        /// Actions in flight at most.
+        #[arg(long, default_value_t = 2_000)]
+        max_in_flight: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+/// The databases the saga's invariants read.
+#[derive(Debug, clap::Args)]
+struct SagaDatabases {
+    /// The order service's database URL.
+    #[arg(long)]
+    order_database_url: String,
+    /// The product service's database URL.
+    #[arg(long)]
+    product_database_url: String,
+    /// The payment service's database URL.
+    #[arg(long)]
+    payment_database_url: String,
+    /// The process service's database URL.
+    #[arg(long)]
+    process_database_url: String,
+}
+
+/// Where the services' dead-letter queues are.
+#[derive(Debug, clap::Args)]
+struct BusArgs {
+    /// The services' broker namespace (`MERCATO__BUS_NAMESPACE`).
+    #[arg(long, default_value = "mercato-bench")]
+    bus_namespace: String,
+    /// How to run rabbitmqctl (words split on spaces, e.g.
+    /// `docker compose exec -T rabbitmq rabbitmqctl`).
+    #[arg(long, default_value = "rabbitmqctl")]
+    rabbitmqctl: String,
+}
+
+impl BusArgs {
+    fn probe(&self) -> std::sync::Arc<Rabbitmqctl> {
+        std::sync::Arc::new(Rabbitmqctl {
+            command: self
+                .rabbitmqctl
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            namespace: self.bus_namespace.clone(),
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,15 +401,174 @@ async fn main() -> anyhow::Result<()> {
             let report = scenarios::checkout::run(&targets, load.shape(), load.connections).await?;
             publish(&report, &load.out)
         }
+        Command::Saga {
+            bff,
+            product,
+            databases,
+            bus,
+            methods,
+            rates,
+            sla,
+            max_in_flight,
+            buyers,
+            shipment_delay,
+            no_baseline,
+            load,
+        } => {
+            let targets = SagaTargets {
+                bff,
+                product,
+                order_database_url: databases.order_database_url,
+                product_database_url: databases.product_database_url,
+                payment_database_url: databases.payment_database_url,
+                process_database_url: databases.process_database_url,
+                dead_letters: bus.probe(),
+            };
+            let options = SagaOptions {
+                methods,
+                rates,
+                shape: load.shape(),
+                max_in_flight,
+                buyers,
+                sla,
+                connections: load.connections,
+                baseline: !no_baseline,
+                shipment_delay,
+            };
+            let report = scenarios::saga::run(&targets, &options).await?;
+            publish(&report, &load.out)
+        }
+        Command::FlashSale {
+            bff,
+            product,
+            databases,
+            bus,
+            buyers,
+            units,
+            rates,
+            sla,
+            max_in_flight,
+            register_concurrency,
+            load,
+        } => {
+            let targets = SagaTargets {
+                bff,
+                product,
+                order_database_url: databases.order_database_url,
+                product_database_url: databases.product_database_url,
+                payment_database_url: databases.payment_database_url,
+                process_database_url: databases.process_database_url,
+                dead_letters: bus.probe(),
+            };
+            let options = FlashSaleOptions {
+                buyers,
+                units,
+                rates,
+                max_in_flight,
+                sla,
+                connections: load.connections,
+                register_concurrency,
+            };
+            let report = scenarios::flash_sale::run(&targets, &options).await?;
+            publish(&report, &load.out)
+        }
+        Command::CouponRush {
+            bff,
+            order,
+            order_database_url,
+            coupons,
+            claimants,
+            rates,
+            max_in_flight,
+            register_concurrency,
+            load,
+        } => {
+            let targets = CouponRushTargets {
+                bff,
+                order,
+                order_database_url,
+            };
+            let options = CouponRushOptions {
+                coupons,
+                claimants,
+                rates,
+                max_in_flight,
+                connections: load.connections,
+                register_concurrency,
+            };
+            let report = scenarios::coupon_rush::run(&targets, &options).await?;
+            publish(&report, &load.out)
+        }
+        Command::LoginStorm {
+            bff,
+            shoppers,
+            rates,
+            max_failures,
+            max_in_flight,
+            load,
+        } => {
+            let options = LoginStormOptions {
+                shoppers,
+                rates,
+                warmup: load.warmup,
+                duration: load.duration,
+                max_in_flight,
+                max_failures,
+                connections: load.connections,
+            };
+            let report = scenarios::login_storm::run(&LoginStormTargets { bff }, &options).await?;
+            publish(&report, &load.out)
+        }
+        Command::Browse {
+            bff,
+            product,
+            order_database_url,
+            product_database_url,
+            shoppers,
+            products,
+            rates,
+            max_in_flight,
+            load,
+        } => {
+            let targets = BrowseTargets {
+                bff,
+                product,
+                order_database_url,
+                product_database_url,
+            };
+            let options = BrowseOptions {
+                shoppers,
+                products,
+                rates,
+                warmup: load.warmup,
+                duration: load.duration,
+                max_in_flight,
+                connections: load.connections,
+            };
+            let report = scenarios::browse::run(&targets, &options).await?;
+            publish(&report, &load.out)
+        }
     }
 }
 
+/// Prints and writes the report; fails when it records broken invariants.
 fn publish(report: &Report, out: &std::path::Path) -> anyhow::Result<()> {
-    let (json, markdown) = report.write(out)?;
+    let written = report.write(out)?;
+    let names: Vec<String> = written
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
     #[allow(clippy::print_stdout)]
     {
         println!("{}", report.markdown());
-        println!("written: {} and {}", json.display(), markdown.display());
+        println!("written: {}", names.join(", "));
     }
+    anyhow::ensure!(
+        report.violations.is_empty(),
+        "{} broke {} invariant(s):\n- {}",
+        report.scenario,
+        report.violations.len(),
+        report.violations.join("\n- ")
+    );
     Ok(())
 }

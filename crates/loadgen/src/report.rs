@@ -1,11 +1,13 @@
-//! Benchmark reports: one JSON file (for tools) and one Markdown table (for people) per run.
+//! Benchmark reports: one JSON file (for tools) and one Markdown table (for people) per run, and
+//! for scenarios measured at several offered rates an SVG plot of latency against offered load
+//! ([`crate::plot`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::measure::{LoadShape, PathResult};
+use crate::measure::{LoadShape, OpenShape, PathResult};
 
 /// `numerator / denominator` with its meaning.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +33,61 @@ impl Ratio {
     }
 }
 
+/// How a scenario loaded the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadModel {
+    /// `concurrency` calls in flight, each sent when the previous answered.
+    Closed,
+    /// Arrivals at an offered rate, at most `concurrency` in flight.
+    Open,
+}
+
+/// A table of its own in a report (per-step latencies, invariant counts).
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    /// What the table shows.
+    pub title: String,
+    /// Column headings.
+    pub columns: Vec<String>,
+    /// Rows, one cell per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// One path measured at several offered rates: the points of a latency-vs-load curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// What was measured.
+    pub name: String,
+    /// One point per offered rate, lowest first.
+    pub points: Vec<LoadPoint>,
+}
+
+/// One offered rate of a [`Series`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LoadPoint {
+    /// Arrivals offered per second.
+    pub offered_rps: f64,
+    /// Successes per second.
+    pub achieved_rps: f64,
+    /// Median latency, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile, microseconds.
+    pub p99_us: u64,
+}
+
+impl LoadPoint {
+    /// The point an open-loop path makes.
+    pub fn of(path: &PathResult) -> Self {
+        Self {
+            offered_rps: path.offered_rps.unwrap_or(path.rps),
+            achieved_rps: path.rps,
+            p50_us: path.p50_us,
+            p99_us: path.p99_us,
+        }
+    }
+}
+
 /// One scenario's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -38,7 +95,9 @@ pub struct Report {
     pub scenario: String,
     /// When the run finished (UTC, RFC 3339).
     pub finished_at: String,
-    /// Calls in flight per path.
+    /// Closed or open loop.
+    pub model: LoadModel,
+    /// Calls in flight per path (closed), or the most in flight (open).
     pub concurrency: usize,
     /// HTTP/2 connections per path.
     pub connections: usize,
@@ -52,6 +111,12 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     /// Free-form observations.
     pub notes: Vec<String>,
+    /// Further tables.
+    pub tables: Vec<Table>,
+    /// Latency against offered load, plotted into `<scenario>.svg`.
+    pub series: Vec<Series>,
+    /// Invariants the run broke; a report with any fails its run.
+    pub violations: Vec<String>,
 }
 
 impl Report {
@@ -66,6 +131,7 @@ impl Report {
         Self {
             scenario: scenario.to_owned(),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            model: LoadModel::Closed,
             concurrency: shape.concurrency,
             connections,
             duration_s: shape.duration.as_secs_f64(),
@@ -73,7 +139,39 @@ impl Report {
             paths,
             ratios,
             notes: Vec::new(),
+            tables: Vec::new(),
+            series: Vec::new(),
+            violations: Vec::new(),
         }
+    }
+
+    /// A report of open-loop `paths` measured with `shape` (the rate varies per path).
+    pub fn open(
+        scenario: &str,
+        shape: OpenShape,
+        connections: usize,
+        paths: Vec<PathResult>,
+        ratios: Vec<Ratio>,
+    ) -> Self {
+        let closed = LoadShape {
+            concurrency: shape.max_in_flight,
+            warmup: shape.warmup,
+            duration: shape.duration,
+        };
+        Self {
+            model: LoadModel::Open,
+            ..Self::new(scenario, closed, connections, paths, ratios)
+        }
+    }
+
+    /// Adds a table.
+    pub fn table(&mut self, table: Table) {
+        self.tables.push(table);
+    }
+
+    /// Records a broken invariant.
+    pub fn violation(&mut self, violation: String) {
+        self.violations.push(violation);
     }
 
     /// Adds an observation.
@@ -84,32 +182,82 @@ impl Report {
     /// The Markdown table.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
+        let load = match self.model {
+            LoadModel::Closed => format!("{} in flight", self.concurrency),
+            LoadModel::Open => format!(
+                "open model: arrivals at the offered rate, at most {} in flight",
+                self.concurrency
+            ),
+        };
         let _ = writeln!(
             out,
-            "### {} ({}; {} in flight over {} connections, {:.0} s each after {:.0} s warm-up)\n",
-            self.scenario,
-            self.finished_at,
-            self.concurrency,
-            self.connections,
-            self.duration_s,
-            self.warmup_s
+            "### {} ({}; {load} over {} connections, {:.0} s each after {:.0} s warm-up)\n",
+            self.scenario, self.finished_at, self.connections, self.duration_s, self.warmup_s
         );
-        out.push_str("| path | ok | errors | req/s | p50 µs | p90 µs | p99 µs | max µs |\n");
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-        for path in &self.paths {
-            let errors: u64 = path.errors.values().sum();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
-                path.name,
-                path.ok,
-                errors,
-                path.rps,
-                path.p50_us,
-                path.p90_us,
-                path.p99_us,
-                path.max_us
+        let open = self.paths.iter().any(|path| path.offered_rps.is_some());
+        if open {
+            out.push_str(
+                "| path | offered/s | ok | errors | dropped | unfinished | ok/s | p50 µs | p90 µs \
+                 | p99 µs | max µs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             );
+        } else {
+            out.push_str("| path | ok | errors | req/s | p50 µs | p90 µs | p99 µs | max µs |\n");
+            out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        }
+        for path in &self.paths {
+            let errors = path.error_count();
+            let offered = path
+                .offered_rps
+                .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}"));
+            if open {
+                let _ = writeln!(
+                    out,
+                    "| {} | {offered} | {} | {errors} | {} | {} | {:.1} | {} | {} | {} | {} |",
+                    path.name,
+                    path.ok,
+                    path.dropped,
+                    path.unfinished,
+                    path.rps,
+                    path.p50_us,
+                    path.p90_us,
+                    path.p99_us,
+                    path.max_us
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {errors} | {:.0} | {} | {} | {} | {} |",
+                    path.name,
+                    path.ok,
+                    path.rps,
+                    path.p50_us,
+                    path.p90_us,
+                    path.p99_us,
+                    path.max_us
+                );
+            }
+        }
+        for path in self.paths.iter().filter(|path| !path.errors.is_empty()) {
+            let errors: Vec<String> = path
+                .errors
+                .iter()
+                .map(|(code, count)| format!("{code} {count}"))
+                .collect();
+            let _ = writeln!(out, "\nerrors of {}: {}", path.name, errors.join(", "));
+        }
+        for table in &self.tables {
+            let _ = writeln!(out, "\n{}\n", table.title);
+            let _ = writeln!(out, "| {} |", table.columns.join(" | "));
+            let rule: Vec<&str> = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { "---" } else { "---:" })
+                .collect();
+            let _ = writeln!(out, "|{}|", rule.join("|"));
+            for row in &table.rows {
+                let _ = writeln!(out, "| {} |", row.join(" | "));
+            }
         }
         if !self.ratios.is_empty() {
             out.push_str("\n| ratio | value |\n|---|---:|\n");
@@ -120,17 +268,37 @@ impl Report {
         for note in &self.notes {
             let _ = writeln!(out, "\n{note}");
         }
+        if !self.series.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nLatency against offered load: `{}.svg`.",
+                self.scenario
+            );
+        }
+        for violation in &self.violations {
+            let _ = writeln!(out, "\n**INVARIANT BROKEN:** {violation}");
+        }
         out
     }
 
-    /// Writes `<scenario>.json` and `<scenario>.md` into `dir`; returns their paths.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    /// Writes `<scenario>.json` and `<scenario>.md` into `dir`, and `<scenario>.svg` when the
+    /// report has series; returns the paths written.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)?;
         let json = dir.join(format!("{}.json", self.scenario));
         let markdown = dir.join(format!("{}.md", self.scenario));
         std::fs::write(&json, serde_json::to_vec_pretty(self)?)?;
         std::fs::write(&markdown, self.markdown())?;
-        Ok((json, markdown))
+        let mut written = vec![json, markdown];
+        if !self.series.is_empty() {
+            let svg = dir.join(format!("{}.svg", self.scenario));
+            std::fs::write(
+                &svg,
+                crate::plot::latency_vs_load(&self.scenario, &self.series),
+            )?;
+            written.push(svg);
+        }
+        Ok(written)
     }
 }
 
@@ -152,6 +320,9 @@ mod tests {
             p90_us: 200,
             p99_us: 300,
             max_us: 400,
+            offered_rps: None,
+            dropped: 0,
+            unfinished: 0,
         };
         let shape = LoadShape {
             concurrency: 8,
@@ -175,7 +346,10 @@ mod tests {
             "{markdown}"
         );
         let dir = std::env::temp_dir().join(format!("loadgen-report-{}", uuid::Uuid::new_v4()));
-        let (json, md) = report.write(&dir).expect("report written");
+        let written = report.write(&dir).expect("report written");
+        let [json, md] = written.as_slice() else {
+            panic!("no series, no plot: {written:?}")
+        };
         let parsed: serde_json::Value =
             serde_json::from_slice(&std::fs::read(json).expect("json readable"))
                 .expect("valid json");

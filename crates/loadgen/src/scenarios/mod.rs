@@ -1,11 +1,20 @@
 //! Benchmark scenarios. Each measures Mercato's path and its baseline in one run and reports
-//! the ratio.
+//! the ratio; the journey scenarios also check their invariants from the databases and the
+//! broker. [`seed`], [`shop`], [`sql`], [`bus`] and [`pgbench`] are what they share.
 
+pub mod browse;
+pub mod bus;
 pub mod catalog;
 pub mod checkout;
+pub mod coupon_rush;
 pub mod edge;
+pub mod flash_sale;
+pub mod login_storm;
 pub mod pgbench;
+pub mod saga;
 pub mod seed;
+pub mod shop;
+pub mod sql;
 pub mod stock;
 
 use std::str::FromStr as _;

@@ -80,16 +80,11 @@ fn summarise_logs(dir: &Path, name: &str, shape: LoadShape) -> anyhow::Result<Pa
             histogram.saturating_record(latency);
         }
     }
-    let ok = histogram.len();
-    anyhow::ensure!(ok > 0, "pgbench logged no transactions");
-    Ok(PathResult {
-        name: name.to_owned(),
-        ok,
-        errors: Default::default(),
-        rps: ok as f64 / shape.duration.as_secs_f64(),
-        p50_us: histogram.value_at_quantile(0.50),
-        p90_us: histogram.value_at_quantile(0.90),
-        p99_us: histogram.value_at_quantile(0.99),
-        max_us: histogram.max(),
-    })
+    anyhow::ensure!(!histogram.is_empty(), "pgbench logged no transactions");
+    Ok(PathResult::from_histogram(
+        name,
+        &histogram,
+        Default::default(),
+        shape.duration,
+    ))
 }
