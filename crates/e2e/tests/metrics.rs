@@ -133,7 +133,7 @@ async fn after_a_checkout_every_service_exposes_the_promised_series_with_sane_va
         ("mercato.product.v1.StockService", "ReserveStock"),
         ("mercato.product.v1.StockService", "CommitReservation"),
         ("mercato.order.v1.OrderService", "AttachPayment"),
-        ("mercato.user.v1.UserService", "Register"),
+        ("mercato.user.v1.AuthService", "Register"),
     ] {
         let ok = [
             ("grpc_service", service),
