@@ -1,5 +1,5 @@
 //! A test-owned OTLP/gRPC trace collector: every exported span is kept, flattened with its
-//! ids, for the test to read.
+//! ids, for the test to read; [`SpanSet`] walks them by parent and span ids.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +39,89 @@ impl CollectedSpan {
     /// An attribute's value.
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    /// Whether the span started its trace (no parent).
+    pub fn is_root(&self) -> bool {
+        self.parent_span_id.is_empty()
+    }
+
+    /// Whether `self` is a direct child of `parent`: same trace, and `parent`'s id as its parent.
+    pub fn is_child_of(&self, parent: &CollectedSpan) -> bool {
+        self.trace_id == parent.trace_id && self.parent_span_id == parent.span_id
+    }
+
+    /// One line naming the span: kind, name, ids.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:?} {:?} {}/{} (parent {:?}, links {:?})",
+            self.kind, self.name, self.trace_id, self.span_id, self.parent_span_id, self.links
+        )
+    }
+}
+
+/// A set of collected spans, navigable by their ids.
+#[derive(Debug, Clone)]
+pub struct SpanSet {
+    spans: Vec<CollectedSpan>,
+}
+
+impl SpanSet {
+    /// A set over `spans`.
+    pub fn new(spans: Vec<CollectedSpan>) -> Self {
+        Self { spans }
+    }
+
+    /// Every span.
+    pub fn all(&self) -> &[CollectedSpan] {
+        &self.spans
+    }
+
+    /// The span `span_id` of trace `trace_id`.
+    pub fn get(&self, trace_id: &str, span_id: &str) -> Option<&CollectedSpan> {
+        self.spans
+            .iter()
+            .find(|span| span.trace_id == trace_id && span.span_id == span_id)
+    }
+
+    /// The parent of `span`, when it was collected.
+    pub fn parent(&self, span: &CollectedSpan) -> Option<&CollectedSpan> {
+        if span.is_root() {
+            return None;
+        }
+        self.get(&span.trace_id, &span.parent_span_id)
+    }
+
+    /// The direct children of `span`.
+    pub fn children<'a>(
+        &'a self,
+        span: &'a CollectedSpan,
+    ) -> impl Iterator<Item = &'a CollectedSpan> {
+        self.spans
+            .iter()
+            .filter(move |child| child.is_child_of(span))
+    }
+
+    /// The spans of trace `trace_id` as an indented tree (for failure messages).
+    pub fn render_trace(&self, trace_id: &str) -> String {
+        let mut out = String::new();
+        let roots = self
+            .spans
+            .iter()
+            .filter(|span| span.trace_id == trace_id && self.parent(span).is_none());
+        for root in roots {
+            self.render(root, 0, &mut out);
+        }
+        out
+    }
+
+    fn render(&self, span: &CollectedSpan, depth: usize, out: &mut String) {
+        out.push_str(&"  ".repeat(depth));
+        out.push_str(&span.describe());
+        out.push('\n');
+        for child in self.children(span) {
+            self.render(child, depth + 1, out);
+        }
     }
 }
 

@@ -67,11 +67,11 @@ pub struct Stack {
     bff_task: tokio::task::JoinHandle<()>,
     // The resources outlive the services (fields drop in declaration order).
     _redis: TestRedis,
-    _process_env: mercato_process::testing::TestEnv,
+    process_env: mercato_process::testing::TestEnv,
     payment_env: mercato_payment::testing::TestEnv,
     order_env: mercato_order::testing::TestEnv,
-    _product_env: mercato_product::testing::TestEnv,
-    _user_env: mercato_user::testing::TestEnv,
+    product_env: mercato_product::testing::TestEnv,
+    user_env: mercato_user::testing::TestEnv,
 }
 
 impl Stack {
@@ -214,11 +214,11 @@ impl Stack {
             bff_stop,
             bff_task,
             _redis: redis,
-            _process_env: process_env,
+            process_env,
             payment_env,
             order_env,
-            _product_env: product_env,
-            _user_env: user_env,
+            product_env,
+            user_env,
         }
     }
 
@@ -244,6 +244,20 @@ impl Stack {
     /// The payment service's database name.
     pub fn payment_database(&self) -> String {
         self.payment_env.database().name().to_owned()
+    }
+
+    /// The database URL of `service`: `user`, `product`, `order`, `payment` or `process` (for
+    /// tools that read a service's database as an operator would, e.g. `psql`, `pgbench`).
+    pub fn database_url(&self, service: &str) -> String {
+        let database = match service {
+            "user" => self.user_env.database(),
+            "product" => self.product_env.database(),
+            "order" => self.order_env.database(),
+            "payment" => self.payment_env.database(),
+            "process" => self.process_env.database(),
+            other => panic!("the stack has no {other} service"),
+        };
+        database.url().to_owned()
     }
 
     /// The queue of `consumer` of `service` in this stack's namespace.

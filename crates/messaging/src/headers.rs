@@ -6,6 +6,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use opentelemetry::{
     Context,
     propagation::{Extractor, Injector},
+    trace::TraceContextExt as _,
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -86,6 +87,28 @@ pub fn capture_current_span() -> HashMap<String, String> {
         propagator.inject_context(&tracing::Span::current().context(), &mut carrier);
     });
     carrier
+}
+
+/// The context captured by [`capture_current_span`] and stored (with an outbox row, a payment, a
+/// shipment), read back with the global propagator; empty when nothing valid was stored.
+pub fn extract_stored(stored: &HashMap<String, String>) -> Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(stored))
+}
+
+/// Makes the stored context the parent of `span`, for work that continues a trace later (a
+/// worker step of something a consumer recorded). Call before `span` is first entered; without a
+/// stored context, or without an OpenTelemetry layer, `span` stays a root.
+pub fn set_stored_parent(span: &tracing::Span, stored: &HashMap<String, String>) {
+    let _ = span.set_parent(extract_stored(stored));
+}
+
+/// Links `span` to the stored context, for work that has a trace of its own but was caused by
+/// the stored one (a provider's webhook about a payment created in a checkout's trace). Works on
+/// a span already entered; nothing happens without a valid stored context.
+pub fn add_stored_link(span: &tracing::Span, stored: &HashMap<String, String>) {
+    let context = extract_stored(stored);
+    let linked = context.span().span_context().clone();
+    span.add_link(linked);
 }
 
 /// A string-valued header (long or short string, valid UTF-8).
@@ -242,6 +265,25 @@ mod tests {
         set_str(&mut headers, LAST_ERROR, &"x".repeat(1_000));
         assert_eq!(get_u64(&headers, ATTEMPT), Some(3));
         assert_eq!(get_str(&headers, LAST_ERROR).map(str::len), Some(1_000));
+    }
+
+    #[test]
+    fn a_stored_context_reads_back_and_an_empty_one_is_no_parent() {
+        // What telemetry installs; harmless for the other tests of this binary.
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let stored = HashMap::from([(
+            TRACEPARENT.to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        )]);
+        let context = extract_stored(&stored);
+        let span = context.span();
+        assert_eq!(
+            span.span_context().span_id(),
+            SpanId::from_hex("00f067aa0ba902b7").expect("valid span id")
+        );
+        assert!(span.span_context().is_remote());
+        let empty = extract_stored(&HashMap::new());
+        assert!(!empty.span().span_context().is_valid());
     }
 
     #[test]

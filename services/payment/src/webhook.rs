@@ -8,12 +8,17 @@
 //! id (a duplicate is answered 200 and changes nothing) and applies the provider's status through
 //! the monotonic state machine, with `order.paid` / `payment.failed` in the outbox. Events about
 //! a connected account (`account.updated`) re-read the seller's account instead.
+//!
+//! The `payment.webhook` span is the root of a trace of its own (a provider sends no trace
+//! context) with a link to the trace the payment was created in; `order.paid` continues the
+//! webhook's trace.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use mercato_messaging::headers;
 use serde::Deserialize;
 
 use crate::context::PaymentContext;
@@ -91,7 +96,8 @@ pub async fn receive(
     };
     let span = tracing::Span::current();
     span.record("event.id", event.id.as_str());
-    span.record("event.r#type", event.event_type.as_str());
+    // The field declared as `event.r#type` is named `event.type`.
+    span.record("event.type", event.event_type.as_str());
     match apply(context, &event).await {
         Ok(answer) => (StatusCode::OK, answer),
         Err(error) if error.is_transient() => {
@@ -140,6 +146,9 @@ async fn apply(context: &PaymentContext, event: &Event) -> Result<String, Paymen
         tx.commit().await?;
         return Ok("unknown intent".to_owned());
     };
+    // The event arrives in a trace of its own (the provider's request, or the sandbox page's);
+    // a link to the trace the payment was created in ties the settlement to the checkout.
+    headers::add_stored_link(&tracing::Span::current(), &payment.trace_context);
     Ok(
         match settle::settle_from_provider(context, &payment, Some(&record)).await? {
             Applied::Moved(status) => format!("payment {}", status.as_str()),

@@ -1,10 +1,14 @@
 //! SQL over `payments` and `refunds`: plain functions over `&mut PgConnection`; the use cases
 //! open and commit the transactions.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use mercato_messaging::headers;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{Method, Status};
@@ -53,6 +57,8 @@ pub struct PaymentRow {
     pub update_time: DateTime<Utc>,
     /// Reached SUCCEEDED, FAILED or CANCELLED.
     pub settle_time: Option<DateTime<Utc>>,
+    /// The trace context the payment was created in (webhooks about it link to it).
+    pub trace_context: Json<HashMap<String, String>>,
 }
 
 impl PaymentRow {
@@ -117,8 +123,9 @@ pub struct NewPayment {
     pub order_snapshot: Vec<u8>,
 }
 
-/// Inserts the order's payment unless it has one; `None` when it already had one. A concurrent
-/// insert for the same order waits on the unique index and then sees the conflict.
+/// Inserts the order's payment unless it has one, with the current trace context; `None` when it
+/// already had one. A concurrent insert for the same order waits on the unique index and then
+/// sees the conflict.
 pub async fn insert_if_absent(
     conn: &mut PgConnection,
     new: &NewPayment,
@@ -126,8 +133,9 @@ pub async fn insert_if_absent(
 ) -> Result<Option<PaymentRow>, PaymentError> {
     Ok(sqlx::query_as::<_, PaymentRow>(
         "INSERT INTO payments (payment_id, order_id, user_id, method, provider, status, amount, \
-                               currency, order_snapshot, create_time, update_time) \
-         VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $9) \
+                               currency, order_snapshot, create_time, update_time, \
+                               trace_context) \
+         VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $9, $10) \
          ON CONFLICT (order_id) DO NOTHING RETURNING *",
     )
     .bind(new.payment_id)
@@ -139,6 +147,7 @@ pub async fn insert_if_absent(
     .bind(&new.currency)
     .bind(&new.order_snapshot)
     .bind(now)
+    .bind(Json(headers::capture_current_span()))
     .fetch_optional(conn)
     .await?)
 }

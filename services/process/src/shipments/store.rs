@@ -1,7 +1,11 @@
 //! SQL of shipments, over `&mut PgConnection` (the caller owns the transaction).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
+use mercato_messaging::headers;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::ShipmentStatus;
@@ -54,6 +58,8 @@ pub struct ShipmentRow {
     pub update_time: DateTime<Utc>,
     /// +1 per change.
     pub version: i64,
+    /// The trace context the shipment was recorded in (its worker steps continue it).
+    pub trace_context: Json<HashMap<String, String>>,
 }
 
 impl ShipmentRow {
@@ -98,7 +104,8 @@ pub struct NewShipment {
     pub lines: Vec<LineRow>,
 }
 
-/// Inserts the order's shipment unless it has one; the shipment and whether it was created now.
+/// Inserts the order's shipment unless it has one, with the current trace context; the shipment
+/// and whether it was created now.
 pub async fn insert_if_absent(
     conn: &mut PgConnection,
     new: &NewShipment,
@@ -107,8 +114,8 @@ pub async fn insert_if_absent(
     let inserted = sqlx::query_as::<_, ShipmentRow>(
         "INSERT INTO shipments (shipment_id, order_id, user_id, payment_id, status, carrier, \
              tracking_number, shipping_address, order_total, next_step_time, create_time, \
-             update_time) \
-         VALUES ($1, $2, $3, $4, 'PREPARING', $5, $6, $7, $8, $9, $9, $9) \
+             update_time, trace_context) \
+         VALUES ($1, $2, $3, $4, 'PREPARING', $5, $6, $7, $8, $9, $9, $9, $10) \
          ON CONFLICT ON CONSTRAINT shipments_order_id_key DO NOTHING RETURNING *",
     )
     .bind(Uuid::now_v7())
@@ -120,6 +127,7 @@ pub async fn insert_if_absent(
     .bind(&new.shipping_address)
     .bind(&new.order_total)
     .bind(now)
+    .bind(Json(headers::capture_current_span()))
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = inserted else {

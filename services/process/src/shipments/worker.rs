@@ -8,11 +8,18 @@
 //! order that ended (CANCELLED, EXPIRED) withdraws a shipment still PREPARING; an order the
 //! order service has not marked PAID yet (its own order.paid consumer is behind) is retried;
 //! anything else stalls the shipment with its `last_error` for an operator.
+//!
+//! Each step runs in a `process.shipment_step` span whose parent is the trace context stored with
+//! the shipment (the `order.paid` delivery that recorded it), so the order's MarkOrderShipped and
+//! MarkOrderFinished calls and the step's notifications are in the trace of the payment's
+//! settlement.
 
 use chrono::{DateTime, Utc};
+use mercato_messaging::headers;
 use mercato_proto::mercato::common::v1::OrderStatus;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::context::ProcessContext;
 use crate::domain::{
@@ -137,6 +144,15 @@ async fn resolve_refusal(
     }
 }
 
+/// The span of one step of `shipment`, continuing the trace the shipment was recorded in.
+fn step_span(shipment: &ShipmentRow, step: Step) -> tracing::Span {
+    let span = tracing::info_span!("process.shipment_step",
+        shipment.id = %shipment.shipment_id, order.id = %shipment.order_id,
+        shipment.step = ?step);
+    headers::set_stored_parent(&span, &shipment.trace_context);
+    span
+}
+
 /// Claims and advances one due shipment.
 pub async fn advance_one(context: &ProcessContext) -> Result<Advance, ProcessError> {
     let now = context.clock.now();
@@ -145,7 +161,23 @@ pub async fn advance_one(context: &ProcessContext) -> Result<Advance, ProcessErr
         return Ok(Advance::Idle);
     };
     let step = next_step(shipment.status()?, shipment.stock_committed);
-    let advance = match take(context, &mut tx, &shipment, step, now).await {
+    let span = step_span(&shipment, step);
+    let advance = step_once(context, &mut tx, &shipment, step, now)
+        .instrument(span)
+        .await?;
+    tx.commit().await?;
+    Ok(advance)
+}
+
+/// Takes `step` of the claimed `shipment` and records a failure on the row.
+async fn step_once(
+    context: &ProcessContext,
+    tx: &mut PgConnection,
+    shipment: &ShipmentRow,
+    step: Step,
+    now: DateTime<Utc>,
+) -> Result<Advance, ProcessError> {
+    let advance = match take(context, tx, shipment, step, now).await {
         Ok(()) => Advance::Stepped(step),
         // The transaction may be broken: roll back; the row stays due and is claimed again.
         Err(err @ (ProcessError::Database(_) | ProcessError::Outbox(_))) => return Err(err),
@@ -153,19 +185,12 @@ pub async fn advance_one(context: &ProcessContext) -> Result<Advance, ProcessErr
             tracing::warn!(shipment.id = %shipment.shipment_id, error = %err,
                 "shipment step failed; retrying later");
             let next = later(context, shipment.attempts + 1, now);
-            store::record_failure(
-                &mut tx,
-                shipment.shipment_id,
-                &err.to_string(),
-                Some(next),
-                now,
-            )
-            .await?;
+            store::record_failure(tx, shipment.shipment_id, &err.to_string(), Some(next), now)
+                .await?;
             Advance::Deferred(step)
         }
-        Err(err) => resolve_refusal(context, &mut tx, &shipment, step, &err, now).await?,
+        Err(err) => resolve_refusal(context, tx, shipment, step, &err, now).await?,
     };
-    tx.commit().await?;
     Ok(advance)
 }
 
