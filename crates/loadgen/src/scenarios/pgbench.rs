@@ -1,5 +1,7 @@
 //! `pgbench` as a baseline path: a script run with the same number of clients as the service
-//! path, its per-transaction latencies summarised like any other path.
+//! path, its per-transaction latencies summarised like any other path. A run that found the
+//! server without a free connection slot is run again after a pause, as `psql` is
+//! ([`super::sql`]).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -8,10 +10,11 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use uuid::Uuid;
 
+use super::sql::waiting_out_a_full_server;
 use crate::measure::{LoadShape, PathResult};
 
-/// Runs `script` (a pgbench custom script, prepared mode) for the warm-up, then for the measured
-/// duration with per-transaction logging, and reports it as the path `name`.
+/// Runs `script` (a pgbench custom script, prepared mode) for the warm-up (if any), then for the
+/// measured duration with per-transaction logging, and reports it as the path `name`.
 pub async fn run(
     database_url: &str,
     name: &str,
@@ -40,23 +43,42 @@ pub async fn run(
         command.arg(database_url);
         command
     };
-    for (seconds, log) in [
-        (shape.warmup.as_secs(), false),
-        (shape.duration.as_secs(), true),
-    ] {
-        let output = command(seconds, log)
-            .output()
-            .await
-            .context("running pgbench")?;
-        anyhow::ensure!(
-            output.status.success(),
-            "pgbench failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    // pgbench runs whole seconds (at least one): a zero warm-up is skipped rather than rounded
+    // up to a second of unrecorded load.
+    let warmup = (!shape.warmup.is_zero()).then_some((shape.warmup.as_secs(), false));
+    for (seconds, log) in warmup.into_iter().chain([(shape.duration.as_secs(), true)]) {
+        waiting_out_a_full_server("pgbench", || {
+            // A run that failed may have logged some transactions: only the last run counts.
+            let cleared = clear_logs(&dir);
+            let run = command(seconds, log).output();
+            async move {
+                cleared?;
+                run.await.context("running pgbench")
+            }
+        })
+        .await?;
     }
     let result = summarise_logs(&dir, name, shape)?;
     std::fs::remove_dir_all(&dir)?;
     Ok(result)
+}
+
+/// Whether `path` is one of pgbench's per-transaction logs.
+fn is_log(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("log"))
+}
+
+/// Removes the per-transaction logs of an earlier attempt.
+fn clear_logs(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if is_log(&path) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads pgbench's per-transaction logs (`client transaction latency_us script epoch us`).
@@ -64,11 +86,7 @@ fn summarise_logs(dir: &Path, name: &str, shape: LoadShape) -> anyhow::Result<Pa
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let is_log = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.starts_with("log"));
-        if !is_log {
+        if !is_log(&path) {
             continue;
         }
         for line in std::fs::read_to_string(&path)?.lines() {

@@ -1,13 +1,61 @@
 //! Reading the services' databases for invariants with `psql` (the load generator links no
-//! database driver: what it checks is what an operator would query).
+//! database driver: what it checks is what an operator would query). A server whose connection
+//! slots are all taken (the services' pools fill it under load) is waited out for a while.
 
-use std::process::Stdio;
+use std::future::Future;
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::io::AsyncWriteExt as _;
 
+/// How often a command that found the server without a free connection slot is run again, and
+/// how long it waits before each new attempt (10 s in all).
+const FULL_RETRIES: u32 = 40;
+const FULL_PAUSE: Duration = Duration::from_millis(250);
+
+/// Whether `psql` or `pgbench` failed because the server had no connection slot left (SQLSTATE
+/// 53300): under load the services' pools fill the server, and a slot frees up as soon as a pool
+/// lets a connection go, so such a failure is waited out instead of failing the whole run.
+pub(crate) fn server_full(stderr: &str) -> bool {
+    stderr.contains("too many clients already")
+        || stderr.contains("remaining connection slots are reserved")
+}
+
+/// Runs `attempt` until it succeeds, fails otherwise than with [`server_full`], or has found the
+/// server full [`FULL_RETRIES`] times: its output (`program` names it in errors).
+pub(crate) async fn waiting_out_a_full_server<F, Fut>(
+    program: &str,
+    mut attempt: F,
+) -> anyhow::Result<Output>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Output>>,
+{
+    let mut retries = 0;
+    loop {
+        let output = attempt().await?;
+        if output.status.success() {
+            return Ok(output);
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        anyhow::ensure!(
+            server_full(&stderr) && retries < FULL_RETRIES,
+            "{program} failed: {stderr}"
+        );
+        retries += 1;
+        tokio::time::sleep(FULL_PAUSE).await;
+    }
+}
+
 /// Runs `sql` (sent on stdin: id lists of a long run exceed a command-line argument's limit).
 async fn psql(database_url: &str, sql: &str) -> anyhow::Result<String> {
+    let output = waiting_out_a_full_server("psql", || psql_once(database_url, sql)).await?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// One `psql` run of `sql`, whatever its exit status.
+async fn psql_once(database_url: &str, sql: &str) -> anyhow::Result<Output> {
     let mut child = tokio::process::Command::new("psql")
         .args([
             "-X",
@@ -30,13 +78,7 @@ async fn psql(database_url: &str, sql: &str) -> anyhow::Result<String> {
     let mut stdin = child.stdin.take().context("psql's stdin")?;
     stdin.write_all(sql.as_bytes()).await?;
     drop(stdin);
-    let output = child.wait_with_output().await.context("waiting for psql")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    child.wait_with_output().await.context("waiting for psql")
 }
 
 /// One number.
@@ -69,5 +111,30 @@ pub fn in_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
         "NULL".to_owned()
     } else {
         quoted.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_server_without_free_slots_is_waited_out() {
+        assert!(server_full(
+            "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  sorry, \
+             too many clients already"
+        ));
+        assert!(server_full(
+            "FATAL:  remaining connection slots are reserved for roles with the SUPERUSER attribute"
+        ));
+        assert!(!server_full(
+            "psql:<stdin>:1: ERROR:  relation \"orders\" does not exist"
+        ));
+    }
+
+    #[test]
+    fn an_empty_id_list_matches_nothing_and_quotes_are_doubled() {
+        assert_eq!(in_list([]), "NULL");
+        assert_eq!(in_list(["a", "b'c"]), "'a','b''c'");
     }
 }
