@@ -394,11 +394,11 @@ async fn saga_takes_points_and_sandbox_orders_to_finished() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flash_sale_sells_exactly_its_units_and_refuses_the_rest_cleanly() {
-    const UNITS: i64 = 8;
-    let smoke = Smoke::start().await;
-    // Fewer winners than the payment service's pool has connections: each `order.created`
+    // More winners than the payment service's pool has connections: each `order.created`
     // delivery holds a pooled connection in its inbox transaction while the handler takes a
-    // second one, so a burst of ten or more starves the pool until the deliveries time out.
+    // second one, so the consumer must keep its prefetch under the pool or the burst stalls.
+    const UNITS: i64 = 20;
+    let smoke = Smoke::start().await;
     let options = FlashSaleOptions {
         buyers: 200,
         units: UNITS,

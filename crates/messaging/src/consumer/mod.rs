@@ -106,7 +106,7 @@ pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Tuning of a consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Deliveries in flight at once (AMQP `basic.qos`).
+    /// Deliveries in flight at once (AMQP `basic.qos`), at most half the pool's connections.
     pub prefetch: u16,
     /// How long shutdown waits for running handlers before aborting them and
     /// requeueing their messages.

@@ -29,6 +29,18 @@ enum SessionEnd {
     Interrupted,
 }
 
+/// The deliveries a consumer may hold at once on a pool of `max_connections`.
+///
+/// Each delivery holds a connection for its inbox transaction while its handler runs, and a
+/// handler may take a second one from the same pool (the payment service's does). With as many
+/// deliveries in flight as the pool has connections, a burst would take every connection for the
+/// inbox, every handler would wait for a second one until its acquire timed out, and the retries
+/// would repeat the stall; half the pool leaves room for the handlers and the RPCs.
+fn bounded_prefetch(prefetch: u16, max_connections: u32) -> u16 {
+    let room = u16::try_from(max_connections / 2).unwrap_or(u16::MAX).max(1);
+    prefetch.clamp(1, room)
+}
+
 impl<H: Handler> Consumer<H> {
     /// A consumer of `topology`'s queue; nothing happens until [`Consumer::run`].
     pub fn new(
@@ -36,8 +48,9 @@ impl<H: Handler> Consumer<H> {
         topology: ConsumerTopology,
         pool: PgPool,
         handler: H,
-        config: ConsumerConfig,
+        mut config: ConsumerConfig,
     ) -> Self {
+        config.prefetch = bounded_prefetch(config.prefetch, pool.options().get_max_connections());
         let (outcomes, _) = broadcast::channel(4_096);
         crate::metrics::register_queue(&topology.queue);
         Self {
@@ -233,5 +246,19 @@ async fn sleep_or_cancel(delay: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         () = cancel.cancelled() => true,
         () = tokio::time::sleep(delay) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_prefetch;
+
+    #[test]
+    fn prefetch_leaves_half_the_pool_to_handlers_and_rpcs() {
+        assert_eq!(bounded_prefetch(16, 10), 5);
+        assert_eq!(bounded_prefetch(16, 4), 2);
+        assert_eq!(bounded_prefetch(3, 100), 3);
+        assert_eq!(bounded_prefetch(16, 1), 1);
+        assert_eq!(bounded_prefetch(0, 10), 1);
     }
 }
