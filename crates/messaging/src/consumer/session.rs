@@ -37,7 +37,9 @@ enum SessionEnd {
 /// inbox, every handler would wait for a second one until its acquire timed out, and the retries
 /// would repeat the stall; half the pool leaves room for the handlers and the RPCs.
 fn bounded_prefetch(prefetch: u16, max_connections: u32) -> u16 {
-    let room = u16::try_from(max_connections / 2).unwrap_or(u16::MAX).max(1);
+    let room = u16::try_from(max_connections / 2)
+        .unwrap_or(u16::MAX)
+        .max(1);
     prefetch.clamp(1, room)
 }
 
