@@ -272,7 +272,11 @@ impl Application {
             .add_service(OrderServiceServer::new(OrderGrpc::new(
                 order_channel,
                 channel,
-                OrderPayments::new(payment_channel, settings.stripe_publishable_key.clone()),
+                OrderPayments::new(
+                    payment_channel,
+                    settings.stripe_publishable_key.clone(),
+                    settings.stripe_js_url.clone(),
+                ),
                 WatchPolicy {
                     max_duration: settings.watch_max_duration,
                     stopping: watches_stopping.clone(),

@@ -11,8 +11,9 @@
 //! payment service attaches a payment only after its provider intent exists.
 //!
 //! The client secret goes only to the payer; the admin views never carry it. The publishable
-//! key (`STRIPE_PUBLISHABLE_KEY`) is added to the payer's STRIPE payments so Stripe.js can be
-//! initialised without a second setting in the storefront.
+//! key (`STRIPE_PUBLISHABLE_KEY`) and, with it, where Stripe.js is loaded from (`STRIPE_JS_URL`)
+//! are added to the payer's STRIPE payments, so the storefront needs no Stripe setting of its own
+//! and one build serves Stripe and a local fake alike.
 
 use mercato_platform::error::{self as errors, ErrorCode};
 use mercato_platform::grpc::ClientChannel;
@@ -29,20 +30,27 @@ use tonic_types::ErrorDetails;
 use crate::error::{broken_contract, downstream};
 use crate::order::{View, as_buyer};
 
-/// The buyer's reads of payments: the payment service and the key the browser needs for
-/// Stripe.js.
+/// The buyer's reads of payments: the payment service, and the key and script URL the browser
+/// needs for Stripe.js.
 #[derive(Debug, Clone)]
 pub struct OrderPayments {
     payments: PaymentServiceClient<ClientChannel>,
     publishable_key: String,
+    stripe_js_url: String,
 }
 
 impl OrderPayments {
-    /// Reads over a payment-service channel; `publishable_key` may be empty.
-    pub fn new(payment_channel: ClientChannel, publishable_key: String) -> Self {
+    /// Reads over a payment-service channel; `publishable_key` may be empty (then no Stripe.js
+    /// URL is sent either: without a key there is no card form to load it for).
+    pub fn new(
+        payment_channel: ClientChannel,
+        publishable_key: String,
+        stripe_js_url: String,
+    ) -> Self {
         Self {
             payments: PaymentServiceClient::new(payment_channel),
             publishable_key,
+            stripe_js_url,
         }
     }
 
@@ -72,7 +80,10 @@ impl OrderPayments {
             .map_err(downstream)?
             .into_inner();
         let payment = payment.ok_or_else(|| broken_contract("GetPaymentResponse.payment"))?;
-        Ok(public_payment(payment, View::Buyer, &self.publishable_key))
+        Ok(with_stripe_js(
+            public_payment(payment, View::Buyer, &self.publishable_key),
+            &self.stripe_js_url,
+        ))
     }
 }
 
@@ -136,7 +147,17 @@ pub(crate) fn public_payment(
         failure_message,
         create_time,
         settle_time,
+        stripe_js_url: String::new(),
     }
+}
+
+/// `shown` with the Stripe.js URL beside its publishable key, which only a payer's STRIPE
+/// payment carries.
+fn with_stripe_js(mut shown: bff::Payment, stripe_js_url: &str) -> bff::Payment {
+    if !shown.publishable_key.is_empty() {
+        stripe_js_url.clone_into(&mut shown.stripe_js_url);
+    }
+    shown
 }
 
 /// The public payment, or INTERNAL when the payment service answered without one.
@@ -172,6 +193,27 @@ mod tests {
         assert_eq!(buyer.publishable_key, "pk_test_1");
         let admin = public_payment(stripe_payment(), View::Admin, "pk_test_1");
         assert!(admin.client_secret.is_empty() && admin.publishable_key.is_empty());
+    }
+
+    #[test]
+    fn the_stripe_js_url_travels_with_the_publishable_key_only() {
+        let url = "https://js.stripe.com/v3/";
+        let buyer = with_stripe_js(
+            public_payment(stripe_payment(), View::Buyer, "pk_test_1"),
+            url,
+        );
+        assert_eq!(buyer.stripe_js_url, url);
+        let keyless = with_stripe_js(public_payment(stripe_payment(), View::Buyer, ""), url);
+        assert!(keyless.stripe_js_url.is_empty());
+        let mut sandbox = stripe_payment();
+        sandbox.method = PaymentMethod::Sandbox.into();
+        let sandbox = with_stripe_js(public_payment(sandbox, View::Buyer, "pk_test_1"), url);
+        assert!(sandbox.stripe_js_url.is_empty());
+        let admin = with_stripe_js(
+            public_payment(stripe_payment(), View::Admin, "pk_test_1"),
+            url,
+        );
+        assert!(admin.stripe_js_url.is_empty());
     }
 
     #[test]

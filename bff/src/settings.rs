@@ -36,6 +36,10 @@ pub struct BffSettings {
     /// `STRIPE_PUBLISHABLE_KEY`: the publishable key (`pk_…`) a STRIPE payment's browser
     /// initialises Stripe.js with; public by design. Unset, STRIPE payments carry none.
     pub stripe_publishable_key: String,
+    /// `STRIPE_JS_URL`, default [`DEFAULT_STRIPE_JS_URL`]: where a STRIPE payment's browser loads
+    /// Stripe.js from, sent with the publishable key (a local Stripe fake's copy in tests and
+    /// development). An http(s) URL.
+    pub stripe_js_url: String,
     /// `WEB_ROOT`: the built storefront (`bff/web/dist`) served on the gRPC port; unset, none.
     pub web_root: Option<std::path::PathBuf>,
     /// Trusted issuers (built-in first, then the external one if configured).
@@ -56,6 +60,9 @@ pub struct BffSettings {
     /// bounds only a stream's start.
     pub watch_max_duration: Duration,
 }
+
+/// Default of `STRIPE_JS_URL`: Stripe's own host, from which Stripe requires Stripe.js be loaded.
+pub const DEFAULT_STRIPE_JS_URL: &str = "https://js.stripe.com/v3/";
 
 /// Default of `WATCH_MAX_DURATION`.
 pub const DEFAULT_WATCH_MAX_DURATION: Duration = Duration::from_secs(600);
@@ -80,6 +87,7 @@ impl BffSettings {
     /// | `PAYMENT_SERVICE_URL` | `http://127.0.0.1:50054` |
     /// | `PROCESS_SERVICE_URL` | `http://127.0.0.1:50055` |
     /// | `STRIPE_PUBLISHABLE_KEY` | empty |
+    /// | `STRIPE_JS_URL` | `https://js.stripe.com/v3/` |
     /// | `WEB_ROOT` | unset (no storefront files served) |
     /// | `ISSUER`, `JWKS_URL`, `AUDIENCE` | `http://127.0.0.1:8081`, `{ISSUER}/.well-known/jwks.json`, `mercato` |
     /// | `EXTERNAL_ISSUER`, `EXTERNAL_JWKS_URL`, `EXTERNAL_AUDIENCE`, `EXTERNAL_CLIENT_ID` | unset (built-in mode) |
@@ -106,6 +114,7 @@ impl BffSettings {
         let process_service_url =
             reader.with_default("PROCESS_SERVICE_URL", "http://127.0.0.1:50055".to_owned());
         let stripe_publishable_key = read_publishable_key(reader);
+        let stripe_js_url = read_stripe_js_url(reader);
         let web_root = reader.optional::<String>("WEB_ROOT");
 
         let issuer = reader.with_default("ISSUER", "http://127.0.0.1:8081".to_owned());
@@ -185,6 +194,7 @@ impl BffSettings {
             payment_service_url: payment_service_url?,
             process_service_url: process_service_url?,
             stripe_publishable_key: stripe_publishable_key?,
+            stripe_js_url: stripe_js_url?,
             web_root: web_root?.filter(|root| !root.is_empty()).map(Into::into),
             issuers,
             jwks: JwksPolicy {
@@ -224,6 +234,28 @@ fn read_publishable_key(reader: &Reader<'_>) -> Option<String> {
             }
         })
         .map(|key| key.expose_secret().trim().to_owned())
+}
+
+/// `STRIPE_JS_URL`: browsers load a script from it, so only an absolute http(s) URL with a host
+/// is accepted.
+fn read_stripe_js_url(reader: &Reader<'_>) -> Option<String> {
+    const KEY: &str = "STRIPE_JS_URL";
+    let url = reader.with_default(KEY, DEFAULT_STRIPE_JS_URL.to_owned())?;
+    let url = url.trim();
+    match reqwest::Url::parse(url) {
+        Ok(parsed)
+            if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() =>
+        {
+            Some(url.to_owned())
+        }
+        Ok(_) | Err(_) => {
+            reader.invalid(
+                KEY,
+                "must be an http(s) URL, e.g. https://js.stripe.com/v3/",
+            );
+            None
+        }
+    }
 }
 
 fn read_limits(reader: &Reader<'_>) -> Option<Limits> {
@@ -343,6 +375,29 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("STRIPE_PUBLISHABLE_KEY"), "{message}");
         assert!(!message.contains("sk_test_123"), "{message}");
+    }
+
+    #[test]
+    fn stripe_js_loads_from_stripe_unless_another_http_url_is_set() {
+        assert_eq!(
+            read(&[]).expect("defaults").stripe_js_url,
+            DEFAULT_STRIPE_JS_URL
+        );
+        let local = "http://127.0.0.1:8420/js.stripe.com/v3/";
+        let settings = read(&[("MERCATO_BFF__STRIPE_JS_URL", local)]).expect("valid");
+        assert_eq!(settings.stripe_js_url, local);
+        for bad in [
+            "js.stripe.com/v3/",
+            "javascript:alert(1)",
+            "ftp://example.com/v3/",
+            "http://",
+        ] {
+            let error = read(&[("MERCATO_BFF__STRIPE_JS_URL", bad)]).expect_err(bad);
+            assert!(
+                error.to_string().contains("STRIPE_JS_URL"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -12,9 +12,18 @@
 //!   tracking number) → FINISHED on screen, and the history and the wallet showing it;
 //! - the sandbox payment: another shopper pays on the payment service's sandbox page in a new
 //!   tab and watches the order reach FINISHED in the storefront's tab;
+//! - the card payment, on a BFF with a publishable key whose `STRIPE_JS_URL` names localstripe's
+//!   Stripe.js ([`stripe_js`]): a declined card shows Stripe's message and the order is
+//!   cancelled with nothing charged; the Visa test card typed into localstripe's card form is
+//!   confirmed, localstripe's signed webhook reaches the payment service, and the order moves to
+//!   FINISHED on screen;
 //! - the edges: a page on an origin the BFF's CORS allow-list names reads a gRPC-Web answer, one
 //!   on another origin is refused by the browser; on a second BFF with a tiny write budget, the
 //!   action over the budget shows a friendly "try again" with the wait, not a generic failure.
+//!
+//! The payment service sends STRIPE payments to a localstripe of the test's (with the normalizing
+//! proxy and its webhook registered, as [`support::FullStack::stripe`] sets up); the main BFF is
+//! given no publishable key, so the sandbox journey also sees a card step without Stripe.
 //!
 //! The process service runs its manual carrier and this test plays the carrier
 //! ([`TestCarrier`]): the journey asks it to ship and to deliver once the page has shown the
@@ -26,6 +35,9 @@
 
 #[path = "support/mod.rs"]
 mod support;
+
+#[path = "browser/stripe_js.rs"]
+mod stripe_js;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,7 +53,8 @@ use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::process::v1 as process;
 use mercato_proto::mercato::user::v1 as user;
-use support::{FullStack, RedisPrefix, Services};
+use stripe_js::{Confirmation, StripeJs};
+use support::{FullStack, RedisPrefix, STRIPE_PUBLISHABLE_KEY, Services};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
@@ -83,6 +96,7 @@ async fn the_storefront_journeys_pass_in_chromium() {
     );
 
     let services = Services::start_full_with(FullStack {
+        stripe: true,
         carrier: mercato_process::settings::CarrierMode::Manual,
         ..FullStack::default()
     })
@@ -102,7 +116,16 @@ async fn the_storefront_journeys_pass_in_chromium() {
             ("WEB_ROOT", &root),
             ("WATCH_MAX_DURATION", &watch_max),
             ("CORS_ALLOWED_ORIGINS", &allowed_origin),
+            // No publishable key (empty is unset): a card order there has no card form.
+            ("STRIPE_PUBLISHABLE_KEY", ""),
         ])
+        .await;
+    // The same system behind a BFF that hands payers the publishable key and loads Stripe.js
+    // from localstripe's copy, for the card journey.
+    let stripe_js = StripeJs::start(services.stripe().direct_url(), STRIPE_PUBLISHABLE_KEY).await;
+    let stripe_js_url = stripe_js.url();
+    let card_bff = services
+        .bff(&[("WEB_ROOT", &root), ("STRIPE_JS_URL", &stripe_js_url)])
         .await;
     // The same system behind a BFF with a tiny write budget (its own rate-limit keys), for the
     // rate-limited action.
@@ -140,6 +163,8 @@ async fn the_storefront_journeys_pass_in_chromium() {
         .env("E2E_FOREIGN_ORIGIN_URL", foreign_site.page_url())
         .env("E2E_LIMITED_URL", limited.url())
         .env("E2E_LIMITED_WRITES", &limited_writes)
+        .env("E2E_STRIPE_URL", card_bff.url())
+        .env("E2E_STRIPE_JS_URL", &stripe_js_url)
         .env("CHROMIUM_PATH", &chromium)
         .env("E2E_ARTIFACTS", &artifacts)
         .current_dir(&web)
@@ -173,15 +198,36 @@ async fn the_storefront_journeys_pass_in_chromium() {
     let shipped = carrier.shipped();
     assert_eq!(
         shipped.len(),
-        2,
-        "the points and the sandbox orders are both shipped and delivered by the test carrier: \
-         {shipped:?}"
+        3,
+        "the points, the sandbox and the card orders are all shipped and delivered by the test \
+         carrier: {shipped:?}"
+    );
+    // The card journey confirmed two intents through the page's Stripe.js: the declined card
+    // (localstripe's 402), then the Visa test card on the next order.
+    let confirmations = stripe_js.confirmations();
+    assert!(
+        matches!(
+            confirmations.as_slice(),
+            [
+                Confirmation { intent: declined, status: 402 },
+                Confirmation { intent: paid, status: 200 },
+            ] if declined != paid
+        ),
+        "the card journey's confirmations: {confirmations:?}"
     );
     if kept.is_none() {
         let _ = std::fs::remove_dir_all(&artifacts);
     }
 
-    drop((bff, limited, carrier, allowed_site, foreign_site));
+    drop((
+        bff,
+        limited,
+        card_bff,
+        stripe_js,
+        carrier,
+        allowed_site,
+        foreign_site,
+    ));
     services.stop().await;
 }
 

@@ -27,6 +27,11 @@
 //                      second not; without them the CORS step is skipped.
 //   E2E_LIMITED_URL, E2E_LIMITED_WRITES  a BFF in front of the same system admitting only that
 //                      many writes back to back; without it the rate-limit step is skipped.
+//   E2E_STRIPE_URL, E2E_STRIPE_JS_URL  a BFF in front of the same system (its payment service on
+//                      localstripe) that hands payers a publishable key, and the STRIPE_JS_URL it
+//                      names: localstripe's Stripe.js, extended by e2e/stripe-confirm.js
+//                      (bff/tests/browser.rs serves it); without them the card journey is
+//                      skipped.
 //
 // Journeys:
 // 1. The shopper: home → register (a validation error first) → search → product detail with a
@@ -46,7 +51,13 @@
 // 2. The sandbox payment: another shopper checks out to a typed address with SANDBOX, pays on
 //    the sandbox's page in a new tab and, back in the storefront's tab, watches the order go
 //    PAID → SHIPPED → FINISHED.
-// 3. The edges: a page on an allowed origin reads a gRPC-Web answer while one on another origin
+// 3. The card payment, on the Stripe BFF: a shopper checks out with Card (Stripe), the order
+//    page loads Stripe.js from E2E_STRIPE_JS_URL and mounts localstripe's card form; a declined
+//    card shows Stripe's message, the form is not offered again and the order is CANCELLED with
+//    the payment FAILED for that reason (the payment service fails a declined intent at once);
+//    checked out again, the Visa test card is accepted, localstripe's signed webhook pays the
+//    order and the page shows PAID → SHIPPED (with the tracking number) → FINISHED.
+// 4. The edges: a page on an allowed origin reads a gRPC-Web answer while one on another origin
 //    is refused by the browser (CORS); on the rate-limited BFF the write over the budget shows a
 //    friendly "try again" with the wait, not a generic failure.
 // Exits non-zero on the first failure, naming the journey and step.
@@ -73,6 +84,13 @@ const ALLOWED_ORIGIN_URL = process.env.E2E_ALLOWED_ORIGIN_URL || "";
 const FOREIGN_ORIGIN_URL = process.env.E2E_FOREIGN_ORIGIN_URL || "";
 const LIMITED_URL = (process.env.E2E_LIMITED_URL || "").replace(/\/+$/, "");
 const LIMITED_WRITES = Number(process.env.E2E_LIMITED_WRITES || 0);
+const STRIPE_URL = (process.env.E2E_STRIPE_URL || "").replace(/\/+$/, "");
+const STRIPE_JS_URL = process.env.E2E_STRIPE_JS_URL || "";
+// Test cards as localstripe knows them (its resources.py): the Visa card is charged; 0341 is the
+// one it declines when a PaymentIntent charges it (its other decline numbers only fail attaching
+// a card to a customer). Typed as localstripe's card form expects: 16 digits, MM, YY, 3 digits.
+const VISA_CARD = { number: "4242424242424242", expMonth: "12", expYear: "34", cvc: "123" };
+const DECLINED_CARD = { number: "4000000000000341", expMonth: "12", expYear: "34", cvc: "123" };
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 /** A shopper of this run: `tag` tells the journeys' shoppers apart. */
@@ -88,6 +106,8 @@ const user = shopper("");
 const payer = shopper("pay-");
 /** The rate-limit step's shopper. */
 const hasty = shopper("hasty-");
+/** The card journey's shopper. */
+const cardholder = shopper("card-");
 // A 1x1 PNG answered for every image outside BASE_URL (product images live on a CDN): the run
 // stays hermetic, and an unreachable image host cannot add console errors.
 const PIXEL = Buffer.from(
@@ -105,6 +125,9 @@ let placedOrderId = null;
 let pointsOrderId = null;
 /** The order paid on the sandbox page. */
 let sandboxOrderId = null;
+/** The card orders: the declined one, and the one paid by card. */
+let declinedOrderId = null;
+let cardOrderId = null;
 /** Whether the system behind the BFF pays and ships orders (a payment service and a carrier). */
 const fulfils = () => Boolean(seeded && CARRIER_URL);
 
@@ -1088,6 +1111,152 @@ const sandboxSteps = [
   },
 ];
 
+/** Whether the card journey runs: a Stripe BFF, and a system that pays and ships. */
+const paysByCard = () => Boolean(STRIPE_URL && STRIPE_JS_URL && fulfils());
+
+/** Checks out the cart to a typed address with Card (Stripe); the new order's id. */
+async function checkoutByCard(page, label) {
+  await nav(page, "nav-cart");
+  await page.getByTestId("go-checkout").waitFor({ timeout: TIMEOUT_MS });
+  await settled(page);
+  await page.getByTestId("go-checkout").click();
+  const form = page.getByTestId("checkout-form");
+  await form.waitFor({ timeout: TIMEOUT_MS });
+  await settled(page);
+  const shipping = page.getByTestId("shipping");
+  await shipping.getByLabel("Recipient name").fill("鈴木 一郎");
+  await shipping.getByLabel("Country code").fill("JP");
+  await shipping.getByLabel("Postal code").fill("4600008");
+  await shipping.getByLabel("Prefecture").fill("愛知県");
+  await shipping.getByLabel("City / ward").fill("名古屋市中区");
+  await shipping.getByLabel("Address line 1").fill("栄3-4-5");
+  await shipping.getByLabel("Phone number").fill("052-123-4567");
+  await form.getByLabel(/Card \(Stripe\)/).check();
+  await screenshot(page, `${label}-checkout`);
+  await page.getByTestId("place-order").click();
+  await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/, { timeout: TIMEOUT_MS });
+  const orderId = new URL(page.url()).pathname.split("/").pop();
+  await page.getByTestId("order").waitFor({ timeout: TIMEOUT_MS });
+  assert(/card/i.test(await text(page.getByTestId("order-payment-method"))), "the order is not paid by card");
+  return orderId;
+}
+
+/** Waits for the card form Stripe.js mounted (localstripe's fields) and types `card` into it. */
+async function typeCard(page, card) {
+  await orderReaches(page, "AWAITING_PAYMENT");
+  const form = page.getByTestId("card-form");
+  await form.waitFor({ timeout: TIMEOUT_MS });
+  const element = form.locator("#card-element");
+  // localstripe's Element: its label and one text field per card detail.
+  await element.getByPlaceholder("number", { exact: true }).waitFor({ timeout: TIMEOUT_MS });
+  assert(/localstripe/.test(await text(element)), "the card form is not localstripe's");
+  const loaded = await page.evaluate(() => [...document.scripts].map((script) => script.src));
+  assert(loaded.includes(STRIPE_JS_URL), `Stripe.js was not loaded from ${STRIPE_JS_URL}: ${loaded.join(", ")}`);
+  assert(await form.getByTestId("card-pay").isDisabled(), "Pay is offered before a card is typed");
+  await element.getByPlaceholder("number", { exact: true }).fill(card.number);
+  await element.getByPlaceholder("exp_month", { exact: true }).fill(card.expMonth);
+  await element.getByPlaceholder("exp_year", { exact: true }).fill(card.expYear);
+  await element.getByPlaceholder("cvc", { exact: true }).fill(card.cvc);
+  // The Element reported the change: Pay is offered.
+  await page.waitForFunction(() => document.querySelector('[data-testid="card-pay"]')?.disabled === false, null, {
+    timeout: TIMEOUT_MS,
+  });
+}
+
+/** The card payment: a STRIPE order paid in localstripe's card form, after a declined card. */
+const cardSteps = [
+  {
+    name: "register a card shopper and fill the cart",
+    async run(page) {
+      if (!paysByCard()) {
+        console.log("  (no Stripe BFF, carrier or seeded product: the card journey is skipped)");
+        return;
+      }
+      await registerInUi(page, STRIPE_URL, cardholder);
+      await openSeededProduct(page);
+      await chooseColour(page, "Red", seeded.redCode);
+      await addToCart(page, 1, 1);
+    },
+  },
+  {
+    name: "checkout with Card (Stripe) shows localstripe's card form",
+    async run(page) {
+      if (!paysByCard()) return;
+      declinedOrderId = await checkoutByCard(page, "card-declined");
+      console.log(`  placed order ${declinedOrderId} (card, to be declined)`);
+      await typeCard(page, DECLINED_CARD);
+      await screenshot(page, "card-declined-typed");
+    },
+  },
+  {
+    name: "a declined card shows Stripe's message",
+    async run(page, journey) {
+      if (!paysByCard()) return;
+      await page.getByTestId("card-pay").click();
+      // localstripe's decline, in Stripe's words, while the order still waits for its payment.
+      const error = page.getByTestId("card-error");
+      await error.waitFor({ timeout: TIMEOUT_MS });
+      assert(/declined/i.test(await text(error)), `the decline reads "${await text(error)}"`);
+      await page.getByTestId("card-declined").waitFor({ timeout: TIMEOUT_MS });
+      assert((await page.getByTestId("card-pay").count()) === 0, "Pay is offered again after a decline");
+      await screenshot(page, "card-declined");
+      // The browser may log the declined confirmation's 402, as it does any 4xx answer: that
+      // one is expected; any other console error still fails the step.
+      const logged = journey.takeConsoleErrors((message) => /status of 402/.test(message));
+      console.log(`  the browser logged ${logged.length} 402 answer(s) for the decline`);
+    },
+  },
+  {
+    name: "the declined payment cancels the order, nothing charged",
+    async run(page) {
+      if (!paysByCard()) return;
+      // localstripe's signed payment_intent.payment_failed reached the payment service, which
+      // failed the payment: the order is cancelled and its stock released.
+      await orderReaches(page, "CANCELLED");
+      await waitForAttribute(page.getByTestId("payment"), "data-payment-status", "FAILED");
+      assert((await text(page.getByTestId("payment-status"))) === "Failed", "the payment is not shown as failed");
+      assert(/declined/i.test(await text(page.getByTestId("payment-failure"))),
+        `the failure reads "${await text(page.getByTestId("payment-failure"))}"`);
+      assert((await page.getByTestId("cancel-order").count()) === 0, "a cancelled order offers Cancel");
+      await screenshot(page, "card-declined-cancelled");
+    },
+  },
+  {
+    name: "check out again and pay with the Visa test card",
+    async run(page) {
+      if (!paysByCard()) return;
+      await openSeededProduct(page);
+      await chooseColour(page, "Red", seeded.redCode);
+      await addToCart(page, 1, 1);
+      cardOrderId = await checkoutByCard(page, "card");
+      console.log(`  placed order ${cardOrderId} (card)`);
+      await typeCard(page, VISA_CARD);
+      await screenshot(page, "card-typed");
+      await page.getByTestId("card-pay").click();
+      await page.getByTestId("card-confirmed").waitFor({ timeout: TIMEOUT_MS });
+      assert((await page.getByTestId("card-error").count()) === 0, "the accepted card shows an error");
+      await screenshot(page, "card-confirmed");
+    },
+  },
+  {
+    name: "the card order moves to FINISHED live",
+    async run(page) {
+      if (!paysByCard()) return;
+      // Paid by localstripe's signed payment_intent.succeeded, then shipped and delivered.
+      await followToFinished(page, cardOrderId, "card");
+      assert(/card/i.test(await text(page.getByTestId("payment-receipt"))), "the receipt does not name the card");
+      await nav(page, "nav-orders");
+      await page.getByRole("heading", { level: 1, name: "Your orders" }).waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+      const statuses = await page.getByTestId("order-row").evaluateAll((rows) =>
+        rows.map((row) => [row.getAttribute("data-order-id"), row.querySelector('[data-testid="order-status"]')?.getAttribute("data-status")]));
+      assert(JSON.stringify(statuses) === JSON.stringify([[cardOrderId, "FINISHED"], [declinedOrderId, "CANCELLED"]]),
+        `the card shopper's history reads ${JSON.stringify(statuses)}`);
+      await screenshot(page, "card-orders");
+    },
+  },
+];
+
 /** The edges: CORS from other origins, and a rate-limited action. */
 const edgeSteps = [
   {
@@ -1167,6 +1336,7 @@ const edgeSteps = [
 const journeys = [
   { name: "shopper", steps },
   { name: "sandbox payment", steps: sandboxSteps },
+  { name: "card payment", steps: cardSteps },
   { name: "edges", steps: edgeSteps },
 ];
 
@@ -1191,7 +1361,7 @@ async function openContext() {
       "--disable-sync",
     ],
   });
-  const origins = new Set([BASE_URL, LIMITED_URL].filter(Boolean).map((url) => new URL(url).origin));
+  const origins = new Set([BASE_URL, LIMITED_URL, STRIPE_URL].filter(Boolean).map((url) => new URL(url).origin));
   await context.route("**/*", (route) =>
     route.request().resourceType() === "image" && !origins.has(new URL(route.request().url()).origin)
       ? route.fulfill({ status: 200, contentType: "image/png", body: PIXEL })

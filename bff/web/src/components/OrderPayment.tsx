@@ -1,15 +1,17 @@
 // The payment part of the order page: what the buyer does to pay, by method, and what the payment
 // became. The order itself arrives through the page's watch; the payment's details (the sandbox
-// page, the Stripe client secret and publishable key, a failure's explanation) come from
-// OrderService.GetOrderPayment, read again whenever the watched order moves.
+// page, the Stripe client secret, publishable key and Stripe.js URL, a failure's explanation)
+// come from OrderService.GetOrderPayment, read again whenever the watched order moves.
 //
 // - SANDBOX: the payment service's test page, opened in a new tab. The storefront keeps its
 //   session in memory only, so leaving this tab would sign the buyer out; instead this page stays
 //   open, keeps watching, and shows the order paid by the time the buyer returns to it.
 // - POINTS: paid from the wallet by the payment service as soon as the order exists; the page
 //   shows the progress, and a failure (not enough points) with a way to add points.
-// - STRIPE: the card form of Stripe.js, confirmed with the payment's client secret, when the BFF
-//   gives a publishable key; without one the card step says plainly that it is unavailable.
+// - STRIPE: the card form of Stripe.js (loaded from where the BFF says), confirmed with the
+//   payment's client secret, when the BFF gives a publishable key; without one the card step says
+//   plainly that it is unavailable. A declined card shows Stripe's message in the form; what the
+//   payment then becomes arrives through the watch like any other move.
 
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { Link } from "react-router";
@@ -178,6 +180,7 @@ type CardState =
   | { kind: "ready" }
   | { kind: "confirming" }
   | { kind: "confirmed" }
+  | { kind: "declined" }
   | { kind: "unavailable" };
 
 /** Stripe's card field and "Pay"; the order moves on (through the webhook) once Stripe confirms. */
@@ -191,7 +194,7 @@ function CardForm({ order, payment }: { order: Order; payment: Payment }) {
 
   useEffect(() => {
     let cancelled = false;
-    stripeClient(payment.publishableKey).then(
+    stripeClient(payment.publishableKey, payment.stripeJsUrl).then(
       (client) => {
         if (cancelled || !mount.current) return;
         stripe.current = client;
@@ -215,20 +218,23 @@ function CardForm({ order, payment }: { order: Order; payment: Payment }) {
       card.current?.destroy();
       card.current = null;
     };
-  }, [payment.publishableKey]);
+  }, [payment.publishableKey, payment.stripeJsUrl]);
 
   const onSubmit = async (event: FormEvent) => {
     event.preventDefault();
-    if (!stripe.current || !card.current || state.kind === "confirming") return;
+    if (!stripe.current || !card.current || state.kind !== "ready") return;
     setState({ kind: "confirming" });
     setMessage(null);
     const result = await stripe.current.confirmCardPayment(payment.clientSecret, {
       payment_method: { card: card.current },
     });
     if (result.error) {
-      // Stripe's own words (a declined card, a wrong number): the buyer may try another card.
+      // Stripe's own words (a declined card, a wrong number). A decline (a card error) fails this
+      // order's payment, since the payment service does not retry an intent with another card,
+      // so the form is not offered again; anything else (Stripe unreachable, details it refused
+      // before charging) may be tried again.
       setMessage(result.error.message ?? "The card payment did not go through.");
-      setState({ kind: "ready" });
+      setState({ kind: result.error.type === "card_error" ? "declined" : "ready" });
       return;
     }
     setState({ kind: "confirmed" });
@@ -258,6 +264,10 @@ function CardForm({ order, payment }: { order: Order; payment: Payment }) {
       {state.kind === "confirmed" ? (
         <p role="status" data-testid="card-confirmed">
           Card accepted: the order shows as paid as soon as Stripe confirms the payment.
+        </p>
+      ) : state.kind === "declined" ? (
+        <p role="status" data-testid="card-declined">
+          Nothing was charged, and this order is cancelled in a moment. Check out again to pay with another card.
         </p>
       ) : (
         <button type="submit" disabled={state.kind !== "ready" || !complete} data-testid="card-pay">

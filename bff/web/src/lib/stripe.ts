@@ -1,10 +1,13 @@
 // Loads Stripe.js on demand, for the card step of a STRIPE order only. Stripe requires Stripe.js
 // to be loaded from its own host (never bundled), so it is a <script> added the first time a card
-// form is shown; shoppers who pay otherwise never download it. VITE_STRIPE_JS_URL points
-// somewhere else (e.g. a local Stripe fake's copy) in development.
+// form is shown; shoppers who pay otherwise never download it. Where it comes from is the BFF's
+// STRIPE_JS_URL, sent with the publishable key in the order's payment (Stripe's host unless the
+// BFF points at a local Stripe fake's copy, as the browser test does), so one build of the
+// storefront serves both.
 //
 // Only what the card step calls is typed here: Card Element plus confirmCardPayment, which Stripe
-// still supports for PaymentIntents confirmed in the page (and which local fakes implement too).
+// still supports for PaymentIntents confirmed in the page (localstripe's copy mounts a Card
+// Element but confirms only 3-D Secure steps; the browser test extends it, e2e/stripe-confirm.js).
 
 /** The part of a Stripe.js error the page shows. */
 export interface StripeError {
@@ -39,19 +42,18 @@ declare global {
   }
 }
 
-/** Where Stripe.js is loaded from. */
-export const stripeJsUrl: string =
-  (import.meta.env.VITE_STRIPE_JS_URL as string | undefined) || "https://js.stripe.com/v3/";
+/** Where Stripe.js comes from when the payment names no URL (a BFF older than the setting). */
+export const DEFAULT_STRIPE_JS_URL = "https://js.stripe.com/v3/";
 
 let loading: Promise<StripeConstructor> | null = null;
 
-/** Stripe.js's constructor, loading the script once; rejects when it cannot be loaded. */
-function loadStripeJs(): Promise<StripeConstructor> {
+/** Stripe.js's constructor, loading the script from `url` once; rejects when it cannot be loaded. */
+function loadStripeJs(url: string): Promise<StripeConstructor> {
   if (window.Stripe) return Promise.resolve(window.Stripe);
   if (loading === null) {
     loading = new Promise<StripeConstructor>((resolve, reject) => {
       const script = document.createElement("script");
-      script.src = stripeJsUrl;
+      script.src = url;
       script.async = true;
       script.onload = () =>
         window.Stripe ? resolve(window.Stripe) : reject(new Error("Stripe.js loaded without Stripe()"));
@@ -66,8 +68,8 @@ function loadStripeJs(): Promise<StripeConstructor> {
   return loading;
 }
 
-/** A Stripe.js client for `publishableKey`. */
-export async function stripeClient(publishableKey: string): Promise<StripeClient> {
-  const Stripe = await loadStripeJs();
+/** A Stripe.js client for `publishableKey`, with Stripe.js loaded from `stripeJsUrl`. */
+export async function stripeClient(publishableKey: string, stripeJsUrl: string): Promise<StripeClient> {
+  const Stripe = await loadStripeJs(stripeJsUrl || DEFAULT_STRIPE_JS_URL);
   return Stripe(publishableKey);
 }
