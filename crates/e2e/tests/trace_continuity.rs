@@ -9,6 +9,9 @@
 //!   sends no trace context) and links to the span the payment was created in; in that trace,
 //!   `order.paid` (producer) → order's and process's consumers → the shipment worker's
 //!   CommitReservation, MarkOrderShipped and MarkOrderFinished (client, server).
+//! - A settlement whose webhook never came: a second checkout paid at the provider only, settled
+//!   by an operator's ReconcilePayments; its `payment.reconcile` span links to that payment's
+//!   creation likewise, and the same `order.paid` → process chain runs below it.
 //!
 //! Every edge is a real one (`child.parent_span_id == parent.span_id` in the same trace, possibly
 //! through internal spans of the service in between), and every asserted span has its kind and
@@ -21,7 +24,10 @@ use std::time::Duration;
 use mercato_e2e::collector::{CollectedSpan, Collector, SpanSet};
 use mercato_e2e::stack::{PATIENCE, Stack, StackOptions, press, seed_sku};
 use mercato_e2e::telemetry::ProcessTelemetry;
+use mercato_payment::provider::sandbox::Outcome;
+use mercato_platform::principal::{Principal, Role};
 use mercato_proto::mercato::common::v1 as common;
+use mercato_proto::mercato::payment::v1 as payment_pb;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,10 +52,19 @@ async fn a_checkout_is_one_trace_and_its_settlement_a_linked_one_down_to_the_fin
     assert_eq!(press(&payment.payment_url, "Pay").await, 200);
     shop.watch_until(&shopper, &placed.order_id, common::OrderStatus::Finished)
         .await;
+
+    // The second checkout: paid at the provider, its webhook lost, settled by reconciliation.
+    let (missed, missed_trace_id) = shop
+        .checkout(&shopper, &sku, 1, common::PaymentMethod::Sandbox)
+        .await;
+    let missed_payment = shop.payment(&shopper, &missed.order_id).await;
+    settle_without_webhook(&stack, &missed_payment.payment_id).await;
+    shop.watch_until(&shopper, &missed.order_id, common::OrderStatus::Finished)
+        .await;
     drop(shop);
     // Every span has ended once every service has stopped.
     stack.stop().await;
-    let spans = collect(&collector, &telemetry).await;
+    let spans = collect(&collector, &telemetry, 2).await;
 
     // The checkout trace, from the id the browser got.
     assert_eq!(
@@ -57,42 +72,7 @@ async fn a_checkout_is_one_trace_and_its_settlement_a_linked_one_down_to_the_fin
         32,
         "x-trace-id is a W3C trace id: {trace_id}"
     );
-    let bff_create = one(&spans, "the BFF's CreateOrder server span", |span| {
-        is_rpc(
-            span,
-            SpanKind::Server,
-            "mercato.bff.v1.OrderService",
-            "CreateOrder",
-        )
-    });
-    assert_eq!(
-        bff_create.trace_id, trace_id,
-        "x-trace-id is the trace of the BFF's CreateOrder"
-    );
-    assert!(bff_create.is_root(), "the browser sent no trace context");
-    let create_call = rpc_child(
-        &spans,
-        bff_create,
-        "mercato.order.v1.OrderService",
-        "CreateOrder",
-    );
-    let order_create = rpc_server(&spans, create_call);
-    let reserve_call = rpc_below(
-        &spans,
-        order_create,
-        "mercato.product.v1.StockService",
-        "ReserveStock",
-    );
-    rpc_server(&spans, reserve_call);
-    let created = publish_below(&spans, order_create, &bus, "order.created");
-    let payment_consume = consume(&spans, created, &bus, &bus.payment_queue);
-    let attach_call = rpc_below(
-        &spans,
-        payment_consume,
-        "mercato.order.v1.OrderService",
-        "AttachPayment",
-    );
-    rpc_server(&spans, attach_call);
+    let creation = checkout_trace(&spans, &bus, &trace_id);
 
     // The settlement: a trace of its own, linked to where the payment was created.
     let webhook = one(&spans, "the sandbox payment's webhook span", |span| {
@@ -101,29 +81,142 @@ async fn a_checkout_is_one_trace_and_its_settlement_a_linked_one_down_to_the_fin
     });
     assert_ne!(webhook.trace_id, trace_id, "{}", webhook.describe());
     assert!(webhook.is_root(), "{}", webhook.describe());
-    let creation = chain(&spans, payment_consume, attach_call);
+    assert_links_to(&spans, webhook, &creation, &trace_id);
+    fulfilment_below(&spans, &bus, webhook);
+
+    // The missed webhook: the reconciliation's span links to its payment's creation and the
+    // fulfilment runs below it.
+    let missed_creation = checkout_trace(&spans, &bus, &missed_trace_id);
+    let reconcile = one(&spans, "the reconciliation's settlement span", |span| {
+        span.name == "payment.reconcile"
+    });
+    assert_eq!(
+        reconcile.attribute("payment.id"),
+        Some(missed_payment.payment_id.as_str()),
+        "{}",
+        reconcile.describe()
+    );
+    assert_ne!(
+        reconcile.trace_id,
+        missed_trace_id,
+        "{}",
+        reconcile.describe()
+    );
+    assert_links_to(&spans, reconcile, &missed_creation, &missed_trace_id);
+    fulfilment_below(&spans, &bus, reconcile);
+}
+
+/// The checkout trace `trace_id` from the BFF's CreateOrder down to the payment service's
+/// AttachPayment call: the spans a settlement must link to (payment consumer to AttachPayment).
+fn checkout_trace<'a>(spans: &'a SpanSet, bus: &Bus, trace_id: &str) -> Vec<&'a CollectedSpan> {
+    let bff_create = one(spans, "the BFF's CreateOrder server span", |span| {
+        span.trace_id == trace_id
+            && is_rpc(
+                span,
+                SpanKind::Server,
+                "mercato.bff.v1.OrderService",
+                "CreateOrder",
+            )
+    });
+    assert!(bff_create.is_root(), "the browser sent no trace context");
+    let create_call = rpc_child(
+        spans,
+        bff_create,
+        "mercato.order.v1.OrderService",
+        "CreateOrder",
+    );
+    let order_create = rpc_server(spans, create_call);
+    let reserve_call = rpc_below(
+        spans,
+        order_create,
+        "mercato.product.v1.StockService",
+        "ReserveStock",
+    );
+    rpc_server(spans, reserve_call);
+    let created = publish_below(spans, order_create, bus, "order.created");
+    let payment_consume = consume(spans, created, bus, &bus.payment_queue);
+    let attach_call = rpc_below(
+        spans,
+        payment_consume,
+        "mercato.order.v1.OrderService",
+        "AttachPayment",
+    );
+    rpc_server(spans, attach_call);
+    chain(spans, payment_consume, attach_call)
+}
+
+/// `settlement` links to one of the spans of the payment's `creation`.
+fn assert_links_to(
+    spans: &SpanSet,
+    settlement: &CollectedSpan,
+    creation: &[&CollectedSpan],
+    trace_id: &str,
+) {
     assert!(
-        webhook.links.iter().any(|(trace, span)| {
+        settlement.links.iter().any(|(trace, span)| {
             creation
                 .iter()
                 .any(|on_path| &on_path.trace_id == trace && &on_path.span_id == span)
         }),
-        "the webhook span {} links to the payment's creation, one of {:?}\n{}",
-        webhook.describe(),
+        "the settlement span {} links to the payment's creation, one of {:?}\n{}",
+        settlement.describe(),
         creation.iter().map(|span| &span.name).collect::<Vec<_>>(),
-        spans.render_trace(&trace_id)
+        spans.render_trace(trace_id)
     );
-    let paid = publish_below(&spans, webhook, &bus, "order.paid");
-    consume(&spans, paid, &bus, &bus.order_queue);
-    let process_consume = consume(&spans, paid, &bus, &bus.process_queue);
+}
+
+/// `order.paid` published below `settlement`, consumed by the order and process services, and
+/// the shipment worker's calls below the process service's consumer.
+fn fulfilment_below(spans: &SpanSet, bus: &Bus, settlement: &CollectedSpan) {
+    let paid = publish_below(spans, settlement, bus, "order.paid");
+    consume(spans, paid, bus, &bus.order_queue);
+    let process_consume = consume(spans, paid, bus, &bus.process_queue);
     for (service, method) in [
         ("mercato.product.v1.StockService", "CommitReservation"),
         ("mercato.order.v1.OrderService", "MarkOrderShipped"),
         ("mercato.order.v1.OrderService", "MarkOrderFinished"),
     ] {
-        let call = rpc_below(&spans, process_consume, service, method);
-        rpc_server(&spans, call);
+        let call = rpc_below(spans, process_consume, service, method);
+        rpc_server(spans, call);
     }
+}
+
+/// The buyer pays at the provider (the sandbox's Pay button, minus the webhook it would send);
+/// then an operator's ReconcilePayments settles it.
+async fn settle_without_webhook(stack: &Stack, payment_id: &str) {
+    let payment_id: uuid::Uuid = payment_id.parse().expect("a payment id");
+    let intent: String =
+        sqlx::query_scalar("SELECT provider_payment_id FROM payments WHERE payment_id = $1")
+            .bind(payment_id)
+            .fetch_one(&stack.payments.context.pool)
+            .await
+            .expect("the payment's intent");
+    stack
+        .payments
+        .context
+        .sandbox
+        .complete(&intent, Outcome::Succeed)
+        .await
+        .expect("the intent is paid at the provider");
+    let mut payments = payment_pb::payment_service_client::PaymentServiceClient::connect(
+        stack.payments.grpc_uri(),
+    )
+    .await
+    .expect("the payment service");
+    let mut request = tonic::Request::new(payment_pb::ReconcilePaymentsRequest {
+        older_than: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 0,
+        }),
+        limit: 0,
+    });
+    Principal::new(uuid::Uuid::now_v7(), [Role::Admin]).write_metadata(request.metadata_mut());
+    let report = payments
+        .reconcile_payments(request)
+        .await
+        .expect("reconciliation runs")
+        .into_inner();
+    assert_eq!(report.succeeded_count, 1, "{report:?}");
 }
 
 /// The bus names of the stack.
@@ -134,21 +227,26 @@ struct Bus {
     process_queue: String,
 }
 
-/// Flushes until the last span of the checkout (order's MarkOrderFinished server span) arrived.
-async fn collect(collector: &Collector, telemetry: &ProcessTelemetry) -> SpanSet {
+/// Flushes until the last span of each of `checkouts` (order's MarkOrderFinished server span)
+/// arrived.
+async fn collect(collector: &Collector, telemetry: &ProcessTelemetry, checkouts: usize) -> SpanSet {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         telemetry.flush().await;
         let spans = SpanSet::new(collector.spans());
-        let finished = spans.all().iter().any(|span| {
-            is_rpc(
-                span,
-                SpanKind::Server,
-                "mercato.order.v1.OrderService",
-                "MarkOrderFinished",
-            )
-        });
-        if finished {
+        let finished = spans
+            .all()
+            .iter()
+            .filter(|span| {
+                is_rpc(
+                    span,
+                    SpanKind::Server,
+                    "mercato.order.v1.OrderService",
+                    "MarkOrderFinished",
+                )
+            })
+            .count();
+        if finished >= checkouts {
             return spans;
         }
         assert!(

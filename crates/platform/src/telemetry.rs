@@ -142,6 +142,24 @@ pub fn tracer_provider(settings: &TelemetrySettings) -> Result<SdkTracerProvider
     Ok(builder.build())
 }
 
+/// Library log sites that would print a message body: lapin's warning about a returned
+/// (unroutable) publish logs the whole message, payload included, and event payloads carry
+/// shoppers' data. The publisher reports the same case itself, by message id
+/// (`mercato_messaging::Error::Unroutable`), so these are kept at `error` unless `LOG_FILTER`
+/// names the target itself.
+const PAYLOAD_LOGGING_TARGETS: &[&str] = &["lapin::returned_messages"];
+
+/// `LOG_FILTER` as an event filter, with [`PAYLOAD_LOGGING_TARGETS`] held at `error`.
+fn events_filter(log_filter: &str) -> Result<EnvFilter, TelemetryError> {
+    let mut filter = EnvFilter::try_new(log_filter)?;
+    for target in PAYLOAD_LOGGING_TARGETS {
+        if !log_filter.contains(target) {
+            filter = filter.add_directive(format!("{target}=error").parse()?);
+        }
+    }
+    Ok(filter)
+}
+
 /// The full subscriber (tracer bridge, trace-id recorder, formatted logs to `writer`), for
 /// `init` and for tests that install it with `tracing::subscriber::set_default`.
 ///
@@ -162,7 +180,7 @@ where
     let log_filter = filter::filter_fn(|metadata| {
         metadata.is_span() && *metadata.level() <= tracing::Level::INFO
     })
-    .or(EnvFilter::try_new(settings.log_filter.as_str())?);
+    .or(events_filter(settings.log_filter.as_str())?);
     // Spans reach the tracer whatever the log filter says (see the module docs); the SDK's own
     // diagnostics are kept out of the tracer so exporting never produces spans about exporting.
     let span_filter = EnvFilter::try_new("info,opentelemetry=off,opentelemetry_sdk=off")?;
@@ -424,6 +442,41 @@ mod tests {
         assert_eq!(line["trace_id"], trace_id.as_str());
         assert_eq!(line["trace_id"].as_str().map(str::len), Some(32));
         assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
+    }
+
+    #[test]
+    fn a_library_warning_that_prints_message_bodies_is_not_logged() {
+        let provider = SdkTracerProvider::builder().build();
+        let captured = Captured::default();
+        let quiet =
+            subscriber(&settings("info"), &provider, captured.clone()).expect("subscriber builds");
+        tracing::subscriber::with_default(quiet, || {
+            tracing::warn!(
+                target: "lapin::returned_messages",
+                body = "{\"email\":\"shopper@example.com\"}",
+                "Server returned us a message"
+            );
+            tracing::error!(target: "lapin::returned_messages", "still logged");
+            tracing::warn!(target: "lapin::channel", "other lapin warnings stay");
+        });
+        let messages: Vec<Value> = json_lines(&captured)
+            .into_iter()
+            .map(|line| line["message"].clone())
+            .collect();
+        assert_eq!(messages, ["still logged", "other lapin warnings stay"]);
+
+        // Named in LOG_FILTER, the operator's choice wins.
+        let captured = Captured::default();
+        let chosen = subscriber(
+            &settings("info,lapin::returned_messages=warn"),
+            &provider,
+            captured.clone(),
+        )
+        .expect("subscriber builds");
+        tracing::subscriber::with_default(chosen, || {
+            tracing::warn!(target: "lapin::returned_messages", "returned");
+        });
+        assert_eq!(json_lines(&captured).len(), 1);
     }
 
     #[test]

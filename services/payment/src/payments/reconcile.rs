@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use mercato_messaging::headers;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::context::PaymentContext;
 use crate::domain::Status;
@@ -42,7 +44,19 @@ pub async fn run_once(
             continue;
         };
         report.examined += 1;
-        match settle::settle_from_provider(context, &payment, None).await {
+        // The settlement's own span (under the sweep or the operator's ReconcilePayments call),
+        // linked to the trace the payment was created in, as a webhook's span is: the
+        // `order.paid` it publishes continues from here.
+        let span = tracing::info_span!(
+            "payment.reconcile",
+            payment.id = %payment.payment_id,
+            order.id = %payment.order_id
+        );
+        headers::add_stored_link(&span, &payment.trace_context);
+        match settle::settle_from_provider(context, &payment, None)
+            .instrument(span)
+            .await
+        {
             Ok(Applied::Moved(Status::Succeeded)) => report.succeeded += 1,
             Ok(Applied::Moved(Status::Failed | Status::Cancelled)) => report.failed += 1,
             Ok(_) => report.pending += 1,
