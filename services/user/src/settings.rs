@@ -80,6 +80,10 @@ pub struct PasswordHashing {
     pub memory_kib: u32,
     /// `PASSWORD_HASH_ITERATIONS`, default 2.
     pub iterations: u32,
+    /// `PASSWORD_HASH_CONCURRENCY`, default the number of cores: hashes and verifications run
+    /// at once at most; more wait their turn. Each holds `memory_kib` and a core while it runs,
+    /// so a burst of sign-ups or logins must not multiply either.
+    pub concurrency: u32,
 }
 
 impl Default for PasswordHashing {
@@ -87,6 +91,8 @@ impl Default for PasswordHashing {
         Self {
             memory_kib: 19_456,
             iterations: 2,
+            concurrency: std::thread::available_parallelism()
+                .map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(u32::MAX)),
         }
     }
 }
@@ -162,6 +168,10 @@ impl Settings {
             "PASSWORD_HASH_ITERATIONS",
             defaults.password_hashing.iterations,
         );
+        let hash_concurrency = reader.with_default(
+            "PASSWORD_HASH_CONCURRENCY",
+            defaults.password_hashing.concurrency,
+        );
         let login_max_failures =
             reader.with_default("LOGIN_MAX_FAILURES", defaults.login_max_failures);
         let login_failure_window =
@@ -177,6 +187,9 @@ impl Settings {
         }
         if iterations == Some(0) {
             reader.invalid("PASSWORD_HASH_ITERATIONS", "must be at least 1");
+        }
+        if hash_concurrency == Some(0) {
+            reader.invalid("PASSWORD_HASH_CONCURRENCY", "must be at least 1");
         }
         reader.finish(|| {
             Some(Self {
@@ -199,6 +212,7 @@ impl Settings {
                     password_hashing: PasswordHashing {
                         memory_kib: memory_kib?,
                         iterations: iterations?,
+                        concurrency: hash_concurrency?,
                     },
                     login_max_failures: login_max_failures?,
                     login_failure_window: login_failure_window?,

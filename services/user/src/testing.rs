@@ -28,6 +28,7 @@ use crate::{Application, ApplicationError, MIGRATOR};
 pub const TEST_PASSWORD_HASHING: PasswordHashing = PasswordHashing {
     memory_kib: 64,
     iterations: 1,
+    concurrency: 4,
 };
 
 /// Where the service's resources are for one test.

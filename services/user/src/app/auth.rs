@@ -1,6 +1,7 @@
 //! Sign-in use cases: registration, password login with per-address throttling, refresh-token
 //! rotation with reuse detection, logout, and the password hashing they share.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 use sqlx::PgConnection;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::{TokenPair, UserApp, chrono_duration, hex};
@@ -58,6 +60,7 @@ impl UserApp {
             return Err(UserError::Validation(violations));
         };
         let hash = hash_password(
+            &self.inner.password_work,
             self.inner.auth.password_hashing,
             password.expose().to_owned(),
         )
@@ -127,7 +130,12 @@ impl UserApp {
             .as_ref()
             .and_then(|u| u.password_hash.clone())
             .unwrap_or_else(|| self.inner.dummy_hash.clone());
-        let verified = verify_password(stored_hash, password.expose().to_owned()).await?;
+        let verified = verify_password(
+            &self.inner.password_work,
+            stored_hash,
+            password.expose().to_owned(),
+        )
+        .await?;
         let user = match user {
             Some(user) if verified && user.password_hash.is_some() => user,
             Some(_) | None => {
@@ -297,12 +305,47 @@ impl UserApp {
     }
 }
 
+/// Runs password work off the async workers, at most `concurrency` at once. An argon2id run
+/// holds its memory cost (19 MiB by default) and a core for tens of milliseconds: unbounded, a
+/// burst of sign-ups took the service past 3 GiB of resident memory (memory the allocator then
+/// kept), while bounded the burst waits its turn here, cheaply, and the process stays at
+/// `concurrency` × the cost.
+#[derive(Debug, Clone)]
+pub(super) struct PasswordWork {
+    permits: Arc<Semaphore>,
+}
+
+impl PasswordWork {
+    pub(super) fn new(concurrency: u32) -> Self {
+        let permits = usize::try_from(concurrency.max(1)).unwrap_or(1);
+        Self {
+            permits: Arc::new(Semaphore::new(permits)),
+        }
+    }
+
+    /// `work` on the blocking pool once a permit is free.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, UserError> + Send + 'static,
+    ) -> Result<T, UserError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| UserError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| UserError::Hashing(e.to_string()))?
+    }
+}
+
 /// argon2id with the configured cost, off the async workers (it takes tens of milliseconds).
 pub(super) async fn hash_password(
+    work: &PasswordWork,
     cost: PasswordHashing,
     password: String,
 ) -> Result<String, UserError> {
-    tokio::task::spawn_blocking(move || {
+    work.run(move || {
         let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
             .map_err(|e| UserError::Hashing(e.to_string()))?;
         let hasher = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -314,18 +357,76 @@ pub(super) async fn hash_password(
             .map_err(|e| UserError::Hashing(e.to_string()))
     })
     .await
-    .map_err(|e| UserError::Hashing(e.to_string()))?
 }
 
 /// Verifies with the parameters stored in the hash itself, so raising the cost later keeps old
 /// hashes valid.
-async fn verify_password(hash: String, password: String) -> Result<bool, UserError> {
-    tokio::task::spawn_blocking(move || {
+async fn verify_password(
+    work: &PasswordWork,
+    hash: String,
+    password: String,
+) -> Result<bool, UserError> {
+    work.run(move || {
         let parsed = PasswordHash::new(&hash).map_err(|e| UserError::Hashing(e.to_string()))?;
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())
     })
     .await
-    .map_err(|e| UserError::Hashing(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_work_runs_at_most_its_concurrency_at_once() {
+        let work = PasswordWork::new(2);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..12)
+            .map(|_| {
+                let (work, running, most) = (work.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    work.run(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("joined").expect("ran");
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two at once, never more");
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_through_the_bounded_pool() {
+        let work = PasswordWork::new(1);
+        let cost = PasswordHashing {
+            memory_kib: 64,
+            iterations: 1,
+            concurrency: 1,
+        };
+        let hash = hash_password(&work, cost, "correct horse".to_owned())
+            .await
+            .expect("hashed");
+        assert!(
+            verify_password(&work, hash.clone(), "correct horse".to_owned())
+                .await
+                .expect("verified")
+        );
+        assert!(
+            !verify_password(&work, hash, "wrong horse".to_owned())
+                .await
+                .expect("verified")
+        );
+    }
 }

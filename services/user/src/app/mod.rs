@@ -75,6 +75,8 @@ struct Inner {
     kek: Option<KeyEncryptionKey>,
     /// Verified for unknown e-mail addresses so a failed login costs the same either way.
     dummy_hash: String,
+    /// Where every hash and verification runs, `PASSWORD_HASH_CONCURRENCY` at a time.
+    password_work: auth::PasswordWork,
 }
 
 impl std::fmt::Debug for UserApp {
@@ -99,8 +101,13 @@ impl UserApp {
             .map(|raw| KeyEncryptionKey::from_base64(raw.expose_secret()))
             .transpose()?;
         let random: [u8; 16] = rand::random();
-        let dummy_hash =
-            auth::hash_password(auth.password_hashing, URL_SAFE_NO_PAD.encode(random)).await?;
+        let password_work = auth::PasswordWork::new(auth.password_hashing.concurrency);
+        let dummy_hash = auth::hash_password(
+            &password_work,
+            auth.password_hashing,
+            URL_SAFE_NO_PAD.encode(random),
+        )
+        .await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -109,6 +116,7 @@ impl UserApp {
                 auth,
                 kek,
                 dummy_hash,
+                password_work,
             }),
         })
     }
