@@ -23,7 +23,11 @@ pub struct BffSettings {
     pub common: CommonSettings,
     /// Where rate-limit state lives.
     pub redis: RedisSettings,
-    /// `USER_SERVICE_URL`, default `http://127.0.0.1:50051`.
+    /// `USER_SERVICE_URL`, default `http://127.0.0.1:50051`. Every `*_SERVICE_URL` may list
+    /// several replicas of its service, comma-separated
+    /// (`http://order-0:50053,http://order-1:50053`): calls take turns over them, and a read or
+    /// keyed write a stopping replica refused goes once to another
+    /// (`mercato_platform::grpc::Backend`).
     pub user_service_url: String,
     /// `PRODUCT_SERVICE_URL`, default `http://127.0.0.1:50052`: catalog, stock, ranking.
     pub product_service_url: String,

@@ -8,7 +8,9 @@
 //! - [`stack`]: the user, product, order, payment and process services started in-process through
 //!   their `testing` harnesses, each on a fresh database, the last four on one broker namespace,
 //!   and a BFF in front with its HTTP side; [`stack::Shop`] drives a checkout through the BFF as
-//!   the storefront does.
+//!   the storefront does. [`stack::ScaledStack`] runs two replicas of every backend service on
+//!   shared resources behind the same BFF, and replaces them one at a time as a rolling restart
+//!   does (`tests/rolling_restart.rs`).
 //! - [`collector`]: an OTLP trace collector (the `opentelemetry-proto` service served with tonic)
 //!   that keeps every exported span for the test to read.
 //! - [`logs`]: a log writer that keeps what the JSON formatter writes.

@@ -1,7 +1,8 @@
 //! The whole system in-process: every service through its `testing` harness on fresh resources,
 //! the order, product, payment and process services on one broker namespace (so the saga runs
 //! over the real bus), a BFF in front of them with its HTTP side, and [`Shop`], the BFF's
-//! clients driving a checkout as the storefront does.
+//! clients driving a checkout as the storefront does; [`ScaledStack`], the same system with two
+//! replicas of every backend service, each replaceable in place.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -631,4 +632,473 @@ pub async fn press(payment_url: &str, button: &str) -> u16 {
         .expect("the sandbox button answers")
         .status()
         .as_u16()
+}
+
+/// A backend service of the [`ScaledStack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The user service.
+    User,
+    /// The product service.
+    Product,
+    /// The order service.
+    Order,
+    /// The payment service.
+    Payment,
+    /// The process service.
+    Process,
+}
+
+impl Backend {
+    /// Every backend, callees before their callers.
+    pub const ALL: [Self; 5] = [
+        Self::User,
+        Self::Product,
+        Self::Order,
+        Self::Payment,
+        Self::Process,
+    ];
+
+    /// The service's name (`user`, `product`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Product => "product",
+            Self::Order => "order",
+            Self::Payment => "payment",
+            Self::Process => "process",
+        }
+    }
+}
+
+/// One running replica: its addresses and the shutdown SIGTERM would trigger in its `main`.
+#[derive(Debug)]
+pub struct Replica {
+    /// gRPC address (a replacement takes the same one, as a restarted pod keeps its name).
+    pub grpc_addr: SocketAddr,
+    /// HTTP address (probes).
+    pub http_addr: SocketAddr,
+    shutdown: mercato_platform::shutdown::Shutdown,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Replica {
+    /// Triggers the replica's shutdown — what its `main` does on SIGTERM
+    /// (`Shutdown::listen_for_signals`) — and waits until it has drained and exited.
+    pub async fn stop(self) -> Result<(), String> {
+        self.shutdown.trigger();
+        self.task.await.map_err(|join| join.to_string())?
+    }
+}
+
+/// The system with two replicas of every backend service, as the Kubernetes manifests run it:
+/// both replicas of a service share its database, Redis prefix and broker namespace (competing
+/// consumers on the same queues, any number of outbox relays), and every caller — the BFF and
+/// the services calling each other — lists both replicas in its `*_SERVICE_URL`. A replica is
+/// replaced in place with [`ScaledStack::stop_replica`] and [`ScaledStack::replace`]: the old
+/// one drains, a fresh one starts on the same addresses.
+#[derive(Debug)]
+pub struct ScaledStack {
+    /// The broker namespace the order, product, payment and process services share.
+    pub namespace: String,
+    /// The BFF's gRPC address.
+    pub bff_addr: SocketAddr,
+    replicas: Vec<(Backend, [Option<Replica>; 2])>,
+    /// Replicas stopped and not yet replaced, with the addresses their replacements take.
+    stopped: Vec<(Backend, usize, SocketAddr, SocketAddr)>,
+    bff_stop: CancellationToken,
+    bff_task: tokio::task::JoinHandle<()>,
+    // The resources outlive the replicas (fields drop in declaration order).
+    _redis: TestRedis,
+    envs: Envs,
+}
+
+/// The resources every replica of a service shares, and how to start one.
+#[derive(Debug)]
+struct Envs {
+    process: mercato_process::testing::TestEnv,
+    payment: mercato_payment::testing::TestEnv,
+    order: mercato_order::testing::TestEnv,
+    product: mercato_product::testing::TestEnv,
+    user: mercato_user::testing::TestEnv,
+    /// The broker namespace of the order, product, payment and process services.
+    namespace: String,
+    /// The user service's issuer (both replicas sign with it).
+    issuer_http_addr: SocketAddr,
+}
+
+impl ScaledStack {
+    /// Two replicas of each backend and the BFF with `bff_settings` added or overridden (keys
+    /// without the `MERCATO_BFF__` prefix), every listener first bound on port 0.
+    pub async fn start(bff_settings: &[(&str, &str)]) -> Self {
+        let mut slots = Vec::new();
+        for backend in Backend::ALL {
+            let mut pair = Vec::new();
+            for _ in 0..2 {
+                let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+                pair.push((bind(any_port).await, bind(any_port).await));
+            }
+            slots.push((backend, pair));
+        }
+        let urls = |backend: Backend| {
+            slots
+                .iter()
+                .find(|(each, _)| *each == backend)
+                .map(|(_, pair)| {
+                    pair.iter()
+                        .map(|(grpc, _)| format!("http://{}", grpc.local_addr().expect("bound")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .expect("every backend has slots")
+        };
+        let user_env = mercato_user::testing::TestEnv::new()
+            .await
+            .expect("user resources");
+        let product_env = mercato_product::testing::TestEnv::new()
+            .await
+            .expect("product resources");
+        let namespace = product_env.broker().namespace().to_owned();
+        let order_env = mercato_order::testing::TestEnv::new(urls(Backend::Product))
+            .await
+            .expect("order resources");
+        let payment_env = mercato_payment::testing::TestEnv::new(urls(Backend::Order))
+            .await
+            .expect("payment resources");
+        let process_env =
+            mercato_process::testing::TestEnv::new(urls(Backend::Order), urls(Backend::Product))
+                .await
+                .expect("process resources");
+        let issuer_http_addr = slots[0].1[0].1.local_addr().expect("bound");
+        let redis = TestRedis::new().expect("a redis prefix");
+        let mut pairs = vec![
+            ("REDIS_URL".to_owned(), redis.url().to_owned()),
+            ("REDIS_KEY_PREFIX".to_owned(), redis.prefix().to_owned()),
+            ("USER_SERVICE_URL".to_owned(), urls(Backend::User)),
+            ("PRODUCT_SERVICE_URL".to_owned(), urls(Backend::Product)),
+            ("ORDER_SERVICE_URL".to_owned(), urls(Backend::Order)),
+            ("PAYMENT_SERVICE_URL".to_owned(), urls(Backend::Payment)),
+            ("PROCESS_SERVICE_URL".to_owned(), urls(Backend::Process)),
+            ("ISSUER".to_owned(), format!("http://{issuer_http_addr}")),
+        ];
+        for (key, value) in bff_settings {
+            pairs.retain(|(existing, _)| existing != key);
+            pairs.push(((*key).to_owned(), (*value).to_owned()));
+        }
+        let envs = Envs {
+            process: process_env,
+            payment: payment_env,
+            order: order_env,
+            product: product_env,
+            user: user_env,
+            namespace: namespace.clone(),
+            issuer_http_addr,
+        };
+        let mut replicas = Vec::new();
+        for (backend, pair) in slots {
+            let mut running = [None, None];
+            for (slot, (grpc, http)) in pair.into_iter().enumerate() {
+                running[slot] = Some(envs.start_replica(backend, grpc, http).await);
+            }
+            replicas.push((backend, running));
+        }
+        for (backend, pair) in &replicas {
+            for replica in pair.iter().flatten() {
+                wait_ready(*backend, replica).await;
+            }
+        }
+
+        let settings = BffSettings::from_source(&EnvSource::from_pairs(
+            pairs
+                .into_iter()
+                .map(|(key, value)| (format!("MERCATO_BFF__{key}"), value)),
+        ))
+        .expect("bff settings");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the bff");
+        let application = Application::build(settings, listener).expect("the bff builds");
+        let bff_addr = application.local_addr();
+        let bff_stop = CancellationToken::new();
+        let stopped = bff_stop.clone();
+        let bff_task = tokio::spawn(async move {
+            application
+                .run_until(stopped.cancelled_owned())
+                .await
+                .expect("the bff serves");
+        });
+        Self {
+            namespace,
+            bff_addr,
+            replicas,
+            stopped: Vec::new(),
+            bff_stop,
+            bff_task,
+            _redis: redis,
+            envs,
+        }
+    }
+
+    /// The BFF's clients.
+    pub async fn shop(&self) -> Shop {
+        Shop::new(
+            Channel::from_shared(format!("http://{}", self.bff_addr))
+                .expect("bff url")
+                .connect()
+                .await
+                .expect("the bff accepts connections"),
+        )
+    }
+
+    /// `http://<grpc addr>` of replica `slot` (0 or 1) of `backend`.
+    pub fn grpc_uri(&self, backend: Backend, slot: usize) -> String {
+        format!("http://{}", self.replica(backend, slot).grpc_addr)
+    }
+
+    /// The database URL of `backend` (both replicas use it).
+    pub fn database_url(&self, backend: Backend) -> String {
+        let database = match backend {
+            Backend::User => self.envs.user.database(),
+            Backend::Product => self.envs.product.database(),
+            Backend::Order => self.envs.order.database(),
+            Backend::Payment => self.envs.payment.database(),
+            Backend::Process => self.envs.process.database(),
+        };
+        database.url().to_owned()
+    }
+
+    /// The queue of `consumer` of `service` in the shared namespace.
+    pub fn queue(&self, service: &str, consumer: &str) -> String {
+        format!("{}.{service}.{consumer}", self.namespace)
+    }
+
+    /// Stops replica `slot` of `backend` through the path SIGTERM takes in its `main`
+    /// (readiness and health go not-ready, the listener closes, in-flight calls, consumers and
+    /// the outbox relay finish within the grace period) and waits until it has exited; the
+    /// other replica serves on alone until [`replace`](Self::replace).
+    pub async fn stop_replica(&mut self, backend: Backend, slot: usize) {
+        let old = self
+            .slot(backend, slot)
+            .take()
+            .unwrap_or_else(|| panic!("{} replica {slot} is running", backend.name()));
+        self.stopped
+            .push((backend, slot, old.grpc_addr, old.http_addr));
+        old.stop().await.unwrap_or_else(|error| {
+            panic!("{} replica {slot} stops cleanly: {error}", backend.name())
+        });
+    }
+
+    /// Starts a fresh replica in the place of the stopped replica `slot` of `backend`, on the
+    /// same addresses (as a restarted pod keeps its name), and waits until it is ready, as a
+    /// rolling update waits for the new pod.
+    pub async fn replace(&mut self, backend: Backend, slot: usize) {
+        let position = self
+            .stopped
+            .iter()
+            .position(|(each, stopped, _, _)| *each == backend && *stopped == slot)
+            .unwrap_or_else(|| panic!("{} replica {slot} was stopped", backend.name()));
+        let (_, _, grpc_addr, http_addr) = self.stopped.remove(position);
+        let replica = self
+            .envs
+            .start_replica(backend, bind(grpc_addr).await, bind(http_addr).await)
+            .await;
+        wait_ready(backend, &replica).await;
+        *self.slot(backend, slot) = Some(replica);
+    }
+
+    fn slot(&mut self, backend: Backend, slot: usize) -> &mut Option<Replica> {
+        self.replicas
+            .iter_mut()
+            .find(|(each, _)| *each == backend)
+            .map(|(_, pair)| &mut pair[slot])
+            .unwrap_or_else(|| panic!("the stack runs no {} service", backend.name()))
+    }
+
+    /// Stops the BFF, then every replica (callers before those they call), each cleanly.
+    pub async fn stop(mut self) {
+        self.bff_stop.cancel();
+        (&mut self.bff_task).await.expect("the bff stops cleanly");
+        for (backend, pair) in self.replicas.drain(..).rev() {
+            for (slot, replica) in pair.into_iter().enumerate() {
+                if let Some(replica) = replica {
+                    replica.stop().await.unwrap_or_else(|error| {
+                        panic!("{} replica {slot} stops cleanly: {error}", backend.name())
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every dead-letter queue the replicas declared and how many messages it holds (the
+    /// queues stay tracked for deletion with the test's broker namespaces).
+    pub async fn dead_letters(&self) -> Vec<(String, u32)> {
+        let mut counts = Vec::new();
+        for broker in [self.envs.user.broker(), self.envs.product.broker()] {
+            let queues = mercato_messaging::topology::take_declared_queues(broker.namespace());
+            for queue in &queues {
+                broker.track_queue(queue.clone());
+            }
+            let connection = broker.connect().await.expect("a broker connection");
+            let channel = connection.create_channel().await.expect("a broker channel");
+            for queue in queues.iter().filter(|queue| queue.ends_with(".dlq")) {
+                let declared = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        lapin::options::QueueDeclareOptions {
+                            passive: true,
+                            ..lapin::options::QueueDeclareOptions::default()
+                        },
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await
+                    .unwrap_or_else(|error| panic!("dead-letter queue {queue}: {error}"));
+                counts.push((queue.clone(), declared.message_count()));
+            }
+            connection.close(0, "counted".into()).await.ok();
+        }
+        counts
+    }
+
+    fn replica(&self, backend: Backend, slot: usize) -> &Replica {
+        self.replicas
+            .iter()
+            .find(|(each, _)| *each == backend)
+            .and_then(|(_, pair)| pair[slot].as_ref())
+            .unwrap_or_else(|| panic!("{} replica {slot} is running", backend.name()))
+    }
+}
+
+/// Builds a service's `Application` and runs it on a task of its own: its shutdown handle and
+/// the task, or why it did not build.
+macro_rules! run_replica {
+    ($build:expr) => {
+        $build
+            .await
+            .map(|application| {
+                let shutdown = application.shutdown();
+                let task = tokio::spawn(async move {
+                    application.run().await.map_err(|error| error.to_string())
+                });
+                (shutdown, task)
+            })
+            .map_err(|error| error.to_string())
+    };
+}
+
+impl Envs {
+    /// Starts a replica of `backend` on the given listeners.
+    async fn start_replica(
+        &self,
+        backend: Backend,
+        grpc_listener: TcpListener,
+        http_listener: TcpListener,
+    ) -> Replica {
+        let grpc_addr = grpc_listener.local_addr().expect("bound");
+        let http_addr = http_listener.local_addr().expect("bound");
+        let namespace = self.namespace.clone();
+        let built = match backend {
+            Backend::User => {
+                let mut settings = mercato_user::testing::test_settings(
+                    &self.user.resources(),
+                    self.issuer_http_addr,
+                );
+                settings.database.max_connections = REPLICA_POOL;
+                run_replica!(mercato_user::Application::build(
+                    settings,
+                    grpc_listener,
+                    http_listener
+                ))
+            }
+            Backend::Product => {
+                let settings = mercato_product::testing::test_settings(&self.product.resources());
+                run_replica!(mercato_product::Application::build(
+                    settings,
+                    grpc_listener,
+                    http_listener
+                ))
+            }
+            Backend::Order => {
+                let mut settings = mercato_order::testing::test_settings(&self.order.resources());
+                settings.bus_namespace = namespace;
+                run_replica!(mercato_order::Application::build(
+                    settings,
+                    grpc_listener,
+                    http_listener
+                ))
+            }
+            Backend::Payment => {
+                let mut settings =
+                    mercato_payment::testing::test_settings(&self.payment.resources());
+                settings.bus_namespace = namespace;
+                settings.database.max_connections = REPLICA_POOL;
+                run_replica!(mercato_payment::Application::build(
+                    settings,
+                    grpc_listener,
+                    http_listener
+                ))
+            }
+            Backend::Process => {
+                let settings = self.process.settings(|settings| {
+                    settings.bus_namespace = namespace;
+                    settings.fulfilment.carrier = mercato_process::settings::CarrierMode::Simulated;
+                    settings.fulfilment.shipment_delay = Duration::from_millis(100);
+                    settings.database.max_connections = REPLICA_POOL;
+                });
+                run_replica!(mercato_process::Application::build(
+                    settings,
+                    grpc_listener,
+                    http_listener
+                ))
+            }
+        };
+        let (shutdown, task) =
+            built.unwrap_or_else(|error| panic!("a {} replica starts: {error}", backend.name()));
+        Replica {
+            grpc_addr,
+            http_addr,
+            shutdown,
+            task,
+        }
+    }
+}
+
+/// Pool size of each replica: ten replicas with the default pools would take every connection
+/// the test server allows.
+const REPLICA_POOL: std::num::NonZeroU32 = std::num::NonZeroU32::new(4).expect("four is not zero");
+
+/// A listener on `addr`; a replacement may have to wait a moment for the address its
+/// predecessor just released.
+async fn bind(addr: SocketAddr) -> TcpListener {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%addr, %error, "address not free yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("binding {addr}: {error}"),
+        }
+    }
+}
+
+/// Waits until the replica's `/readyz` answers 200, as a rolling update waits for the new pod.
+async fn wait_ready(backend: Backend, replica: &Replica) {
+    mercato_bff::app::install_crypto_provider();
+    let url = format!("http://{}/readyz", replica.http_addr);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(response) = reqwest::get(&url).await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the {} replica on {} never became ready",
+            backend.name(),
+            replica.grpc_addr
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

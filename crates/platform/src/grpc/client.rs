@@ -19,11 +19,12 @@ use std::time::Duration;
 use http::HeaderValue;
 use opentelemetry::trace::TraceContextExt as _;
 use tonic::body::Body;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use super::replicas::Backend;
 use super::trace::{SpanKind, inject_context, observe_response, record_status, split_path};
 use crate::principal::{self, CALLER_HEADER, USER_ID_HEADER};
 use crate::request_id::{self, REQUEST_ID_HEADER};
@@ -69,12 +70,34 @@ pub enum ChannelError {
 }
 
 /// The channel type generated clients are built on (`FooServiceClient::new(channel)`).
-pub type ClientChannel = OutboundService<Channel>;
+pub type ClientChannel = OutboundService<Backend>;
 
 /// A channel to `uri` that connects on first use (and reconnects after failures), so services
 /// can start in any order. Must be called inside a Tokio runtime.
+///
+/// `uri` may list several replicas of one backend separated by commas
+/// (`http://order-0:50053,http://order-1:50053`): calls are spread over them and a call a
+/// stopping replica refused goes once to another (see [`Backend`]). One URL is one plain
+/// channel.
 pub fn connect_lazy(uri: &str, options: &ChannelOptions) -> Result<ClientChannel, ChannelError> {
-    let endpoint = Endpoint::from_shared(uri.to_owned())
+    let channels = uri
+        .split(',')
+        .map(str::trim)
+        .filter(|replica| !replica.is_empty())
+        .map(|replica| endpoint(replica, options).map(|endpoint| endpoint.connect_lazy()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if channels.is_empty() {
+        // Let the parser name what is wrong with the setting; a list of nothing but commas
+        // parses as a URI, so it is refused as the empty one.
+        endpoint(uri, options)?;
+        endpoint("", options)?;
+    }
+    let layer = OutboundLayer::new(options)?;
+    Ok(layer.layer(Backend::new(channels)))
+}
+
+fn endpoint(uri: &str, options: &ChannelOptions) -> Result<Endpoint, ChannelError> {
+    Ok(Endpoint::from_shared(uri.to_owned())
         .map_err(|source| ChannelError::InvalidUri {
             uri: uri.to_owned(),
             source,
@@ -85,9 +108,7 @@ pub fn connect_lazy(uri: &str, options: &ChannelOptions) -> Result<ClientChannel
         // Keepalives notice a dead peer (pod killed without FIN) instead of hanging calls.
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    let layer = OutboundLayer::new(options)?;
-    Ok(layer.layer(endpoint.connect_lazy()))
+        .keep_alive_while_idle(true))
 }
 
 /// Layer adding the outbound span, trace context, principal and caller to every call.
