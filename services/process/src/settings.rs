@@ -79,6 +79,10 @@ pub struct FulfilmentSettings {
     pub retry_base: Duration,
     /// `SHIPMENT_RETRY_MAX`: the longest wait between retries, 10 ms to 24 h (default `5m`).
     pub retry_max: Duration,
+    /// `SHIPMENT_WORKERS`: shipments advanced at once, 1 to 64 (default 4). Each step holds its
+    /// row lock across a call to another service, so one worker caps the saga at about one
+    /// step per round trip.
+    pub workers: usize,
 }
 
 impl Default for FulfilmentSettings {
@@ -89,6 +93,7 @@ impl Default for FulfilmentSettings {
             sweep_interval: Duration::from_secs(1),
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(300),
+            workers: 4,
         }
     }
 }
@@ -115,6 +120,10 @@ impl FulfilmentSettings {
         let sweep = reader.with_default("SHIPMENT_SWEEP_INTERVAL", defaults.sweep_interval);
         let base = reader.with_default("SHIPMENT_RETRY_BASE", defaults.retry_base);
         let max = reader.with_default("SHIPMENT_RETRY_MAX", defaults.retry_max);
+        let workers = reader.with_default("SHIPMENT_WORKERS", defaults.workers);
+        if workers.is_some_and(|workers| !(1..=64).contains(&workers)) {
+            reader.invalid("SHIPMENT_WORKERS", "must be between 1 and 64");
+        }
         let ms = Duration::from_millis;
         let hour = Duration::from_secs(3_600);
         check_range(
@@ -171,6 +180,7 @@ impl FulfilmentSettings {
             sweep_interval: sweep?,
             retry_base: base?,
             retry_max: max?,
+            workers: workers?,
         })
     }
 }

@@ -11,10 +11,12 @@ use mercato_platform::shutdown::Shutdown;
 
 use crate::context::ProcessContext;
 
-/// Starts the shipments' background tasks under `shutdown`: the order.paid consumer and the
-/// worker.
+/// Starts the shipments' background tasks under `shutdown`: the order.paid consumer and
+/// `SHIPMENT_WORKERS` workers (they claim rows with `SKIP LOCKED`, so each takes another one).
 pub fn spawn_background(context: &ProcessContext, shutdown: &Shutdown) {
-    shutdown.spawn(worker::run(context.clone(), shutdown.token()));
+    for _ in 0..context.settings.fulfilment.workers.max(1) {
+        shutdown.spawn(worker::run(context.clone(), shutdown.token()));
+    }
     match consumers::topology(&context.namespace) {
         Ok(topology) => {
             let consumer = Consumer::new(
