@@ -16,6 +16,20 @@
 #   saga     orders from CreateOrder to FINISHED per second through every service and the bus,
 #            POINTS and SANDBOX, in an open loop at each offered rate, with per-step latencies;
 #            then invariants from all four databases and the broker's dead-letter queues
+#   flash-sale   10,000 buyers for 100 units of one SKU per round, at each arrival rate: exactly
+#            100 orders, the rest a clean sold-out answer; the winners paid and followed to
+#            FINISHED; the saga's invariants
+#   coupon-rush  a first-come-first-served campaign of 100 coupons rushed by 2,000 shoppers
+#            clicking twice: exactly 100 issued, one per shopper
+#   login-storm  logins at each rate, one in ten a wrong guess at one account: every shopper
+#            logs in, every guess is refused and then throttled
+#   browse   the Online Boutique mix (home 10, product 10, cart view 3, add 2, checkout 1) at
+#            each arrival rate, a latency row per action; orders and reservations checked
+#   redis    redis-benchmark GET, SET and the BFF's rate-limit script: the cache's limit
+#
+# Always, around the scenarios: the resident memory of every service once the stack is ready and
+# before any load (idle-rss) and again at the end (rss-after-load), then summary.{md,json}, the
+# benchmark goals against this run's reports.
 #
 # The payment and process services are started only when a scenario needs the whole saga
 # (FULL_STACK below); the checkout scenario's orders then get payments too (AWAITING_PAYMENT).
@@ -29,7 +43,11 @@
 # $MERCATO_BENCH_OUT/logs. A scenario whose invariants broke fails the run. Environment (all
 # optional): MERCATO_BENCH_DURATION (default 10s), MERCATO_BENCH_WARMUP (2s),
 # MERCATO_BENCH_CONCURRENCY (32), MERCATO_BENCH_CONNECTIONS (4), MERCATO_BENCH_SAGA_RATES
-# (5,10,20,40 orders/s), MERCATO_BENCH_SAGA_METHODS (points,sandbox), MERCATO_BENCH_SLA (30s),
+# (10,20,30,40 orders/s), MERCATO_BENCH_SAGA_METHODS (points,sandbox), MERCATO_BENCH_SLA (30s),
+# MERCATO_BENCH_FLASH_BUYERS (10000), MERCATO_BENCH_FLASH_UNITS (100), MERCATO_BENCH_FLASH_RATES
+# (250,500 buyers/s), MERCATO_BENCH_COUPON_RATES (200,400,800 shoppers/s),
+# MERCATO_BENCH_LOGIN_RATES (10,20,40,80 logins/s), MERCATO_BENCH_BROWSE_RATES (100,200,400,800
+# actions/s),
 # MERCATO_BENCH_SHIPMENT_DELAY (the process service's SHIPMENT_DELAY, 200ms),
 # MERCATO_BENCH_RABBITMQCTL (how to run rabbitmqctl, default `rabbitmqctl`; e.g.
 # `docker compose exec -T rabbitmq rabbitmqctl`), CARGO_TARGET_DIR. The databases
@@ -47,8 +65,10 @@ BUS_NAMESPACE=mercato-bench
 SHIPMENT_DELAY=${MERCATO_BENCH_SHIPMENT_DELAY:-200ms}
 read -r -a RABBITMQCTL <<<"${MERCATO_BENCH_RABBITMQCTL:-rabbitmqctl}"
 # Scenarios that need the payment and process services.
-FULL_STACK=(saga)
+FULL_STACK=(saga flash-sale browse)
 PIDS=()
+# name=pid of every service started, for the resident-memory reports.
+SERVICES=()
 
 say() { printf '==> %s\n' "$*"; }
 die() {
@@ -67,8 +87,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A port free now, from below the kernel's ephemeral range: the services bind it a moment later,
+# and a port the kernel hands out for port 0 (to a test or a client running meanwhile) could be
+# taken by then.
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    port = random.randrange(10000, max(low, 10001))
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    print(port)
+    break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+PY
 }
 
 # KEY=value lines of an env file, verbatim (as dev.sh and docker compose read them).
@@ -91,6 +128,7 @@ start() { # start <name> <binary> <KEY=value...>
     env "${envs[@]}" MERCATO__LOG_FORMAT=json MERCATO__LOG_FILTER=warn "$@" \
         "$TARGET/release/$bin" >"$LOGS/$name.log" 2>&1 </dev/null &
     PIDS+=("$!")
+    SERVICES+=("$name=$!")
 }
 
 wait_ready() { # wait_ready <name> <http addr>
@@ -127,10 +165,10 @@ loadgen_flags() {
 
 # Starts the user, product and order services (with NEED_FULL_STACK=1 also the payment and
 # process services), the BFF in front of them and a bare tonic server, each on free ports and
-# fresh databases; sets USER_GRPC, PRODUCT_GRPC, PRODUCT_DB, ORDER_DB, PAYMENT_DB, PROCESS_DB,
-# BFF_GRPC, HELLO.
+# fresh databases; sets USER_GRPC, PRODUCT_GRPC, ORDER_GRPC, PRODUCT_DB, ORDER_DB, PAYMENT_DB,
+# PROCESS_DB, BFF_GRPC, HELLO.
 start_stack() {
-    local user_http product_http order_grpc order_http bff_http user_db hello_port
+    local user_http product_http order_http bff_http user_db hello_port
     local payment_grpc payment_http process_grpc process_http
     USER_GRPC=127.0.0.1:$(free_port)
     user_http=127.0.0.1:$(free_port)
@@ -142,7 +180,7 @@ start_stack() {
     user_db=$(fresh_database mercato_bench_user)
     PRODUCT_DB=$(fresh_database mercato_bench_product)
     ORDER_DB=$(fresh_database mercato_bench_order)
-    order_grpc=127.0.0.1:$(free_port)
+    ORDER_GRPC=127.0.0.1:$(free_port)
     order_http=127.0.0.1:$(free_port)
     payment_grpc=127.0.0.1:$(free_port)
     payment_http=127.0.0.1:$(free_port)
@@ -165,7 +203,7 @@ start_stack() {
         MERCATO_PRODUCT__REDIS_KEY_PREFIX="$RUN_ID:product:" MERCATO__BUS_NAMESPACE=mercato-bench
     wait_ready user "$user_http"
     wait_ready product "$product_http"
-    start order mercato-order MERCATO_ORDER__GRPC_ADDR="$order_grpc" \
+    start order mercato-order MERCATO_ORDER__GRPC_ADDR="$ORDER_GRPC" \
         MERCATO_ORDER__HTTP_ADDR="$order_http" MERCATO_ORDER__DATABASE_URL="$ORDER_DB" \
         MERCATO_ORDER__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
         MERCATO_ORDER__REDIS_KEY_PREFIX="$RUN_ID:order:" MERCATO__BUS_NAMESPACE=mercato-bench
@@ -173,13 +211,13 @@ start_stack() {
     if [ "$NEED_FULL_STACK" = 1 ]; then
         start payment mercato-payment MERCATO_PAYMENT__GRPC_ADDR="$payment_grpc" \
             MERCATO_PAYMENT__HTTP_ADDR="$payment_http" MERCATO_PAYMENT__DATABASE_URL="$PAYMENT_DB" \
-            MERCATO_PAYMENT__ORDER_SERVICE_URL="http://$order_grpc" \
+            MERCATO_PAYMENT__ORDER_SERVICE_URL="http://$ORDER_GRPC" \
             MERCATO_PAYMENT__PUBLIC_URL="http://$payment_http" MERCATO__BUS_NAMESPACE=$BUS_NAMESPACE
         # The simulated carrier ships SHIPMENT_DELAY after the stock is committed and delivers
         # SHIPMENT_DELAY later: short, so a saga takes well under a second plus the two delays.
         start process mercato-process MERCATO_PROCESS__GRPC_ADDR="$process_grpc" \
             MERCATO_PROCESS__HTTP_ADDR="$process_http" MERCATO_PROCESS__DATABASE_URL="$PROCESS_DB" \
-            MERCATO_PROCESS__ORDER_SERVICE_URL="http://$order_grpc" \
+            MERCATO_PROCESS__ORDER_SERVICE_URL="http://$ORDER_GRPC" \
             MERCATO_PROCESS__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
             MERCATO_PROCESS__USER_SERVICE_URL="http://$USER_GRPC" \
             MERCATO_PROCESS__SHIPMENT_DELAY="$SHIPMENT_DELAY" MERCATO__BUS_NAMESPACE=$BUS_NAMESPACE
@@ -190,7 +228,7 @@ start_stack() {
     start bff mercato-bff MERCATO_BFF__GRPC_ADDR="$BFF_GRPC" MERCATO_BFF__HTTP_ADDR="$bff_http" \
         MERCATO_BFF__USER_SERVICE_URL="http://$USER_GRPC" \
         MERCATO_BFF__PRODUCT_SERVICE_URL="http://$PRODUCT_GRPC" \
-        MERCATO_BFF__ORDER_SERVICE_URL="http://$order_grpc" \
+        MERCATO_BFF__ORDER_SERVICE_URL="http://$ORDER_GRPC" \
         MERCATO_BFF__PAYMENT_SERVICE_URL="http://$payment_grpc" \
         MERCATO_BFF__PROCESS_SERVICE_URL="http://$process_grpc" \
         MERCATO_BFF__ISSUER="http://$user_http" \
@@ -237,18 +275,53 @@ journey_flags() {
         --bus-namespace "$BUS_NAMESPACE" --rabbitmqctl "${RABBITMQCTL[*]}"
 }
 
+bench_flash-sale() {
+    local journey
+    mapfile -t journey < <(journey_flags)
+    loadgen flash-sale --bff "http://$BFF_GRPC" --product "http://$PRODUCT_GRPC" "${journey[@]}" \
+        --buyers "${MERCATO_BENCH_FLASH_BUYERS:-10000}" --units "${MERCATO_BENCH_FLASH_UNITS:-100}" \
+        --rates "${MERCATO_BENCH_FLASH_RATES:-250,500}" --sla "${MERCATO_BENCH_SLA:-30s}"
+}
+
+bench_coupon-rush() {
+    loadgen coupon-rush --bff "http://$BFF_GRPC" --order "http://$ORDER_GRPC" \
+        --order-database-url "$ORDER_DB" --rates "${MERCATO_BENCH_COUPON_RATES:-200,400,800}"
+}
+
+bench_login-storm() {
+    loadgen login-storm --bff "http://$BFF_GRPC" \
+        --rates "${MERCATO_BENCH_LOGIN_RATES:-10,20,40,80}"
+}
+
+bench_browse() {
+    loadgen browse --bff "http://$BFF_GRPC" --product "http://$PRODUCT_GRPC" \
+        --order-database-url "$ORDER_DB" --product-database-url "$PRODUCT_DB" \
+        --rates "${MERCATO_BENCH_BROWSE_RATES:-100,200,400,800}"
+}
+
+bench_redis() {
+    loadgen redis --url "${MERCATO_BENCH_REDIS:-redis://127.0.0.1:6379}" --key-prefix "$RUN_ID:redis:"
+}
+
+# Resident memory of every service started, as the report <scenario>.
+measure_rss() { # measure_rss <scenario>
+    local processes=() service
+    for service in "${SERVICES[@]}"; do processes+=(--process "$service"); done
+    "$TARGET/release/mercato-loadgen" rss --scenario "$1" "${processes[@]}" --out "$OUT"
+}
+
 bench_saga() {
     local journey
     mapfile -t journey < <(journey_flags)
     loadgen saga --bff "http://$BFF_GRPC" --product "http://$PRODUCT_GRPC" "${journey[@]}" \
-        --rates "${MERCATO_BENCH_SAGA_RATES:-5,10,20,40}" \
+        --rates "${MERCATO_BENCH_SAGA_RATES:-10,20,30,40}" \
         --methods "${MERCATO_BENCH_SAGA_METHODS:-points,sandbox}" \
         --sla "${MERCATO_BENCH_SLA:-30s}" --shipment-delay "$SHIPMENT_DELAY"
 }
 
 # ---------------------------------------------------------------- main
 
-KNOWN=(edge catalog stock checkout saga)
+KNOWN=(redis edge catalog stock checkout saga flash-sale coupon-rush login-storm browse)
 SCENARIOS=("${KNOWN[@]}")
 [ "$#" -gt 0 ] && SCENARIOS=("$@")
 NEED_FULL_STACK=0
@@ -270,5 +343,17 @@ TARGET=$("$CARGO" metadata --no-deps --format-version 1 --manifest-path "$ROOT/C
 
 mapfile -t FLAGS < <(loadgen_flags)
 start_stack
-for scenario in "${SCENARIOS[@]}"; do "bench_$scenario"; done
+# Idle: ready, connected to their servers, nothing asked of them yet.
+sleep 2
+measure_rss idle-rss
+FAILED=()
+for scenario in "${SCENARIOS[@]}"; do
+    say "scenario $scenario"
+    # A scenario that fails (a broken invariant, an error) is reported at the end; the others
+    # still run, and the run fails.
+    "bench_$scenario" || FAILED+=("$scenario")
+done
+measure_rss rss-after-load
+"$TARGET/release/mercato-loadgen" summary --out "$OUT"
 say "reports in ${OUT#"$ROOT"/}"
+[ "${#FAILED[@]}" -eq 0 ] || die "scenarios that failed: ${FAILED[*]}"

@@ -24,7 +24,7 @@ use crate::routes::RouteClass;
 /// ARGV[1] is the emission interval and ARGV[2] the burst tolerance (interval × burst), both in
 /// microseconds. Redis's own clock is used so that replicas with skewed clocks share one budget.
 /// Returns `{admitted, retry_after_us, index_of_the_refusing_key}`.
-const GCRA: &str = r"
+pub const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])

@@ -10,10 +10,13 @@
 //! The scenarios that drive whole journeys (the checkout saga to FINISHED, a flash sale, a coupon
 //! rush, a login storm, a browsing mix) check their invariants straight from the services'
 //! databases and the broker afterwards; a broken invariant is recorded in the report and fails
-//! the run.
+//! the run. [`scenarios::redis`] (redis-benchmark) and [`scenarios::rss`] (resident memory) are
+//! baselines and measurements without a path of Mercato's own; [`summary`] sets the run's
+//! numbers against the benchmark goals.
 
 pub mod hello;
 pub mod measure;
 pub mod plot;
 pub mod report;
 pub mod scenarios;
+pub mod summary;

@@ -17,6 +17,9 @@
 //! mercato-loadgen login-storm --bff URI [--shoppers 200] [--rates 10,20,40,80]
 //! mercato-loadgen browse --bff URI --product URI --order-database-url URL \
 //!     --product-database-url URL [--shoppers 100] [--rates 100,200,400,800]
+//! mercato-loadgen redis --url redis://127.0.0.1:6379 --key-prefix bench1:
+//! mercato-loadgen rss --scenario idle-rss --process user=1234 --process bff=1240
+//! mercato-loadgen summary [--out DIR]
 //! ```
 //!
 //! `make bench` (deployments/bench.sh) starts release builds of the services on free ports and
@@ -40,9 +43,11 @@ use mercato_loadgen::scenarios::coupon_rush::{CouponRushOptions, CouponRushTarge
 use mercato_loadgen::scenarios::edge::EdgeTargets;
 use mercato_loadgen::scenarios::flash_sale::FlashSaleOptions;
 use mercato_loadgen::scenarios::login_storm::{LoginStormOptions, LoginStormTargets};
+use mercato_loadgen::scenarios::redis::RedisTargets;
+use mercato_loadgen::scenarios::rss::Process;
 use mercato_loadgen::scenarios::saga::{Method, SagaOptions, SagaTargets};
 use mercato_loadgen::scenarios::stock::StockTargets;
-use mercato_loadgen::{hello, scenarios};
+use mercato_loadgen::{hello, scenarios, summary};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -271,6 +276,35 @@ enum Command {
         max_in_flight: usize,
         #[command(flatten)]
         load: LoadArgs,
+    },
+    /// The cache baseline: redis-benchmark GET, SET and the BFF's rate-limit script.
+    Redis {
+        /// The Redis URL the services use.
+        #[arg(long)]
+        url: String,
+        /// Prefix of every key written (the caller deletes them afterwards).
+        #[arg(long)]
+        key_prefix: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Resident memory of running processes, from /proc.
+    Rss {
+        /// The report's name (`idle-rss` before any load, `rss-after-load` after).
+        #[arg(long, default_value = "idle-rss")]
+        scenario: String,
+        /// A process to read, `name=pid`; repeated.
+        #[arg(long = "process", required = true)]
+        processes: Vec<Process>,
+        /// Where the report goes.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
+    /// The goals against the reports in a directory: summary.md and summary.json.
+    Summary {
+        /// Where the reports are.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
     },
 }
 
@@ -547,6 +581,30 @@ async fn main() -> anyhow::Result<()> {
             };
             let report = scenarios::browse::run(&targets, &options).await?;
             publish(&report, &load.out)
+        }
+        Command::Redis {
+            url,
+            key_prefix,
+            load,
+        } => {
+            let targets = RedisTargets { url, key_prefix };
+            let report = scenarios::redis::run(&targets, load.shape()).await?;
+            publish(&report, &load.out)
+        }
+        Command::Rss {
+            scenario,
+            processes,
+            out,
+        } => publish(&scenarios::rss::run(&scenario, &processes)?, &out),
+        Command::Summary { out } => {
+            let summary = summary::summarize(&out);
+            let written = summary.write(&out)?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", summary.markdown());
+                println!("written: {}", written[1].display());
+            }
+            Ok(())
         }
     }
 }

@@ -189,13 +189,19 @@ impl Report {
                 self.concurrency
             ),
         };
-        let _ = writeln!(
-            out,
-            "### {} ({}; {load} over {} connections, {:.0} s each after {:.0} s warm-up)\n",
-            self.scenario, self.finished_at, self.connections, self.duration_s, self.warmup_s
-        );
+        if self.paths.is_empty() {
+            let _ = writeln!(out, "### {} ({})\n", self.scenario, self.finished_at);
+        } else {
+            let _ = writeln!(
+                out,
+                "### {} ({}; {load} over {} connections, {:.0} s each after {:.0} s warm-up)\n",
+                self.scenario, self.finished_at, self.connections, self.duration_s, self.warmup_s
+            );
+        }
         let open = self.paths.iter().any(|path| path.offered_rps.is_some());
-        if open {
+        if self.paths.is_empty() {
+            // A measurement without paths (resident memory) is its tables and notes.
+        } else if open {
             out.push_str(
                 "| path | offered/s | ok | errors | dropped | unfinished | ok/s | p50 µs | p90 µs \
                  | p99 µs | max µs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",

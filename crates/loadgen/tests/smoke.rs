@@ -21,8 +21,11 @@ use mercato_loadgen::scenarios::coupon_rush::{self, CouponRushOptions, CouponRus
 use mercato_loadgen::scenarios::edge::{self, EdgeTargets};
 use mercato_loadgen::scenarios::flash_sale::{self, FlashSaleOptions};
 use mercato_loadgen::scenarios::login_storm::{self, LoginStormOptions, LoginStormTargets};
+use mercato_loadgen::scenarios::redis::{self, RedisTargets};
+use mercato_loadgen::scenarios::rss::{self, Process};
 use mercato_loadgen::scenarios::saga::{self, Method, SagaOptions, SagaTargets};
 use mercato_loadgen::scenarios::stock::{self, StockTargets};
+use mercato_loadgen::summary;
 use tokio::net::TcpListener;
 
 /// The BFF's rate limits lifted, as `make bench` runs it: the scenarios sign up and drive far
@@ -299,7 +302,12 @@ async fn catalog_reads_seeded_products_through_the_bff_and_directly() {
         &report,
         "bff.v1 CatalogService.GetProduct (through the BFF)",
     );
-    assert_eq!(report.paths.len(), 3, "{:?}", names(&report));
+    let partial = path(&report, catalog::PARTIAL_LOAD_PATH);
+    assert!(
+        partial.offered_rps.is_some_and(|rate| rate > 0.0),
+        "the 70 % run is open-loop at a positive rate: {partial:?}"
+    );
+    assert_eq!(report.paths.len(), 4, "{:?}", names(&report));
     smoke.finish(&report, false).await;
 }
 
@@ -529,4 +537,94 @@ async fn browse_walks_whole_sessions_to_a_checkout() {
         "{checkout:?}"
     );
     smoke.finish(&report, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_runs_get_set_and_the_rate_limit_script_under_the_test_prefix() {
+    let redis = mercato_testkit::TestRedis::new().expect("a Redis prefix");
+    let targets = RedisTargets {
+        url: redis.url().to_owned(),
+        key_prefix: redis.prefix().to_owned(),
+    };
+    let report = redis::run(&targets, CLOSED)
+        .await
+        .expect("the redis scenario runs");
+    assert_clean(&report);
+    for name in [
+        "redis-benchmark GET",
+        "redis-benchmark SET",
+        "redis-benchmark the BFF's",
+    ] {
+        let measured = path(&report, name);
+        assert!(
+            measured.rps > 0.0 && measured.p50_us <= measured.max_us,
+            "{measured:?}"
+        );
+    }
+    // The script's keys were written under the prefix only (the prefix's drop deletes them).
+    let mut connection = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a Redis connection");
+    let written: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{}ip:*", redis.prefix()))
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS");
+    assert!(!written.is_empty(), "the rate-limit script wrote no key");
+    let out = std::env::temp_dir().join(format!("loadgen-smoke-{}", uuid::Uuid::new_v4()));
+    published(&report, &out, false);
+    std::fs::remove_dir_all(&out).expect("the reports are removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rss_reads_the_services_and_the_summary_reads_the_reports() {
+    let smoke = Smoke::start().await;
+    // The in-process stack is one process: read it, and the PostgreSQL server it talks to is
+    // not ours to name, so a second row reads this process again under another name.
+    let me = std::process::id();
+    let processes = [
+        Process {
+            name: "stack".to_owned(),
+            pid: me,
+        },
+        Process {
+            name: "again".to_owned(),
+            pid: me,
+        },
+    ];
+    let report = rss::run("idle-rss", &processes).expect("resident memory read");
+    let rows = &report.tables[0].rows;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let mib: f64 = rows[0][2].parse().expect("RSS in MiB");
+    assert!(mib > 1.0, "a whole stack in under a MiB: {rows:?}");
+    let written = report.write(&smoke.out).expect("the report is written");
+    let markdown = std::fs::read_to_string(&written[1]).expect("the Markdown report");
+    assert!(
+        markdown.contains("| stack |") && markdown.contains("RSS MiB"),
+        "{markdown}"
+    );
+    let summary = summary::summarize(&smoke.out);
+    let idle = summary
+        .goals
+        .iter()
+        .find(|goal| goal.goal.starts_with("idle resident memory"))
+        .expect("the memory goal");
+    assert!(
+        idle.measured.as_deref().is_some_and(|m| m.contains("MiB")),
+        "{idle:?}"
+    );
+    assert!(
+        summary
+            .goals
+            .iter()
+            .filter(|goal| goal.met.is_none())
+            .count()
+            >= 4,
+        "goals without their reports are not measured: {:?}",
+        summary.goals
+    );
+    smoke.stack.stop().await;
+    std::fs::remove_dir_all(&smoke.out).expect("the reports are removed");
 }

@@ -1,12 +1,16 @@
 //! The catalog benchmark: a public product read through the BFF against the same read directly
-//! on the product service and against a bare tonic server (the machine's RPC ceiling).
+//! on the product service and against a bare tonic server (the machine's RPC ceiling); then the
+//! BFF read again in an open loop at [`LOAD_FRACTION`] of the rate it reached closed-loop, the
+//! latency a storefront sees at a sustainable load rather than at saturation.
 
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::product::v1 as product;
 use tonic::transport::Channel;
 
 use super::{connect_all, measure_hello, seed};
-use crate::measure::{LoadShape, PathResult, closed_loop};
+use std::time::Duration;
+
+use crate::measure::{LoadShape, OpenShape, PathResult, closed_loop, open_loop};
 use crate::report::{Ratio, Report};
 
 /// Where the services under test listen.
@@ -22,6 +26,12 @@ pub struct CatalogTargets {
 
 /// Products read in rotation, so the cache holds several entries, as a storefront's would.
 const PRODUCTS: usize = 20;
+
+/// The open-loop run's offered rate, as a fraction of the closed-loop BFF rate.
+pub const LOAD_FRACTION: f64 = 0.7;
+
+/// The open-loop path's name (the summary finds it by this prefix).
+pub const PARTIAL_LOAD_PATH: &str = "bff.v1 CatalogService.GetProduct (through the BFF) @ 70 %";
 
 /// Seeds published products, then measures the three paths one after another.
 pub async fn run(
@@ -40,7 +50,9 @@ pub async fn run(
 
     let hello = measure_hello(hello_channels, shape).await?;
     let direct = measure_direct(product_channels, ids.clone(), shape).await?;
-    let through_bff = measure_bff(bff_channels, ids, shape).await?;
+    let through_bff = measure_bff(bff_channels.clone(), ids.clone(), shape).await?;
+    let partial =
+        measure_bff_open(bff_channels, ids, shape, through_bff.rps * LOAD_FRACTION).await?;
     let ratios = vec![
         Ratio::new("bff catalog reads / raw tonic", through_bff.rps, hello.rps),
         Ratio::new("bff / direct throughput", through_bff.rps, direct.rps),
@@ -54,7 +66,7 @@ pub async fn run(
         "catalog",
         shape,
         channels,
-        vec![hello, direct, through_bff],
+        vec![hello, direct, through_bff, partial],
         ratios,
     );
     report.note(format!(
@@ -110,6 +122,38 @@ async fn measure_bff(
             }
         },
     )
+    .await
+}
+
+/// The BFF read with arrivals at `rate` per second (at most 10 × the closed loop's calls in flight).
+async fn measure_bff_open(
+    channels: Vec<Channel>,
+    ids: Vec<String>,
+    closed: LoadShape,
+    rate: f64,
+) -> anyhow::Result<PathResult> {
+    let shape = OpenShape {
+        rate: rate.max(1.0),
+        warmup: closed.warmup,
+        duration: closed.duration,
+        max_in_flight: closed.concurrency * 10,
+        drain: Duration::from_secs(10),
+    };
+    let name = format!("{PARTIAL_LOAD_PATH} of its closed-loop rate, open model");
+    open_loop(&name, shape, move |iteration| {
+        let index = iteration as usize;
+        let mut client = bff::catalog_service_client::CatalogServiceClient::new(
+            channels[index % channels.len()].clone(),
+        );
+        let product_id = ids[index % ids.len()].clone();
+        async move {
+            client
+                .get_product(bff::GetProductRequest { product_id })
+                .await
+                .map(drop)
+                .map_err(|status| status.code())
+        }
+    })
     .await
 }
 

@@ -119,6 +119,7 @@ pub async fn run(targets: &SagaTargets, options: &FlashSaleOptions) -> anyhow::R
             outcomes: &outcomes,
             winners: &winners,
             answered_clean: path.ok,
+            unpaid_for: shape.duration,
         };
         let (line, violations) = round.check(&path.errors, paid).await?;
         rows.push(vec![
@@ -163,7 +164,7 @@ pub async fn run(targets: &SagaTargets, options: &FlashSaleOptions) -> anyhow::R
          CreateOrder of one unit (SANDBOX, a fresh idempotency key, retried with the same key \
          after UNAVAILABLE up to 5 times); latency from the arrival to the answer, orders and \
          sold-out answers alike; the winners then pay on the sandbox page and are followed to \
-         FINISHED (SLA {} s); the measured window is the arrival span, buyers / rate",
+         FINISHED (SLA {} s from the round's end); the measured window is the arrival span, buyers / rate",
         options.units,
         buyers.len(),
         options.sla.as_secs()
@@ -285,6 +286,8 @@ struct Round<'a> {
     winners: &'a [(usize, String)],
     /// Orders and sold-out answers.
     answered_clean: u64,
+    /// How long the winners wait, unpaid, for the round's arrivals to end.
+    unpaid_for: Duration,
 }
 
 impl Round<'_> {
@@ -331,7 +334,8 @@ impl Round<'_> {
             answered: made,
             sent: self.outcomes.sent.load(Ordering::Relaxed),
             charged: &HashMap::new(),
-            sla: self.options.sla,
+            // The winners pay once the round's arrivals are over: the SLA runs from then.
+            sla: self.options.sla + self.unpaid_for,
         };
         let (held, more) = invariants.check().await?;
         if orders.len() as u64 != expected {

@@ -11,6 +11,8 @@ pub mod edge;
 pub mod flash_sale;
 pub mod login_storm;
 pub mod pgbench;
+pub mod redis;
+pub mod rss;
 pub mod saga;
 pub mod seed;
 pub mod shop;
