@@ -11,12 +11,14 @@ use mercato_platform::shutdown::Shutdown;
 
 use crate::context::ProcessContext;
 
-/// Starts the shipments' background tasks under `shutdown`: the order.paid consumer and
-/// `SHIPMENT_WORKERS` workers (they claim rows with `SKIP LOCKED`, so each takes another one).
+/// Starts the shipments' background tasks under `shutdown`: the order.paid consumer and the
+/// worker, advancing `SHIPMENT_WORKERS` shipments at once.
 pub fn spawn_background(context: &ProcessContext, shutdown: &Shutdown) {
-    for _ in 0..context.settings.fulfilment.workers.max(1) {
-        shutdown.spawn(worker::run(context.clone(), shutdown.token()));
-    }
+    shutdown.spawn(worker::run(
+        context.clone(),
+        shutdown.token(),
+        context.settings.fulfilment.workers,
+    ));
     match consumers::topology(&context.namespace) {
         Ok(topology) => {
             let consumer = Consumer::new(

@@ -194,29 +194,38 @@ async fn step_once(
     Ok(advance)
 }
 
-/// Advances due shipments until `cancel` fires, woken by new shipments or the sweep interval.
-pub async fn run(context: ProcessContext, cancel: CancellationToken) {
+/// Advances due shipments until `cancel` fires, woken by new shipments or the sweep interval:
+/// on each wake-up `workers` drains run at once, each claiming its own row (`SKIP LOCKED`),
+/// until none is due. One listener serves them all (a listener holds a pooled connection).
+pub async fn run(context: ProcessContext, cancel: CancellationToken, workers: usize) {
     let mut wakeup = Wakeup::new(
         context.pool.clone(),
         store::CHANNEL,
         context.settings.fulfilment.sweep_interval,
     );
     loop {
-        loop {
-            if cancel.is_cancelled() {
+        let mut drains = tokio::task::JoinSet::new();
+        for _ in 0..workers.max(1) {
+            let (context, cancel) = (context.clone(), cancel.clone());
+            drains.spawn(async move { drain(&context, &cancel).await });
+        }
+        while drains.join_next().await.is_some() {}
+        if cancel.is_cancelled() || !wakeup.wait(&cancel).await {
+            return;
+        }
+    }
+}
+
+/// Advances due shipments one after another until none is due (or `cancel`).
+async fn drain(context: &ProcessContext, cancel: &CancellationToken) {
+    while !cancel.is_cancelled() {
+        match advance_one(context).await {
+            Ok(Advance::Idle) => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "shipment sweep failed");
                 return;
             }
-            match advance_one(&context).await {
-                Ok(Advance::Idle) => break,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "shipment sweep failed");
-                    break;
-                }
-            }
-        }
-        if !wakeup.wait(&cancel).await {
-            return;
         }
     }
 }
