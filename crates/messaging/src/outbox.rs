@@ -103,6 +103,12 @@ pub struct RelayConfig {
     pub retention: Duration,
     /// How often pruning runs.
     pub prune_interval: Duration,
+    /// Announcements: event types that may have no subscriber. A publish of one that no queue
+    /// is bound for is recorded as published (heard by nobody, as an announcement with no
+    /// listener is), instead of being retried forever and growing the backlog. Every other
+    /// type stays unpublished and is retried while no queue takes it: its consumer may simply
+    /// not have declared its queue yet.
+    pub announcements: Vec<String>,
 }
 
 impl Default for RelayConfig {
@@ -114,6 +120,7 @@ impl Default for RelayConfig {
             row_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(3600),
+            announcements: Vec::new(),
         }
     }
 }
@@ -303,6 +310,13 @@ impl OutboxRelay {
         for (id, result) in message_rows.into_iter().zip(results) {
             match result {
                 Ok(()) => published.push(id),
+                Err(Error::Unroutable { routing_key, .. })
+                    if self.config.announcements.contains(&routing_key) =>
+                {
+                    tracing::debug!(outbox.id = id, event.type = %routing_key,
+                        "no queue is bound for this announcement; recorded as published");
+                    published.push(id);
+                }
                 Err(error) => {
                     tracing::warn!(outbox.id = id, %error, "broker refused outbox row");
                     refused.push((id, error.to_string()));

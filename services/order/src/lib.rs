@@ -97,7 +97,20 @@ impl Application {
         let relay = OutboxRelay::new(
             pool.clone(),
             Publisher::new(connector.clone(), namespace.clone()),
-            RelayConfig::default(),
+            RelayConfig {
+                // Progress announcements: nothing in the system consumes them yet; a subscriber
+                // hears them from when its queue exists. `order.created`, `order.cancelled`
+                // and the rest must reach their consumers and are retried until a queue takes
+                // them.
+                announcements: [
+                    order::events::ORDER_AWAITING_PAYMENT,
+                    order::events::ORDER_SHIPPED,
+                    order::events::ORDER_FINISHED,
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                ..RelayConfig::default()
+            },
         );
         let channel = connect_lazy(
             &settings.product_service_url,

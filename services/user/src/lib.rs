@@ -106,7 +106,12 @@ impl Application {
         let relay = OutboxRelay::new(
             pool.clone(),
             Publisher::new(connector.clone(), namespace),
-            RelayConfig::default(),
+            RelayConfig {
+                // Nothing in the system consumes it yet; a subscriber hears it from when its
+                // queue exists.
+                announcements: vec![events::USER_REGISTERED.to_owned()],
+                ..RelayConfig::default()
+            },
         );
         Ok(Self {
             grpc_addr: grpc_listener.local_addr()?,

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
-use mercato_messaging::{OutboxRelay, Publisher, inbox, outbox};
+use mercato_messaging::{OutboxRelay, Publisher, RelayConfig, inbox, outbox};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
@@ -184,6 +184,53 @@ async fn an_unroutable_row_backs_off_without_blocking_the_others() {
     );
     let seen = drain_event_ids(&admin, &sink).await;
     assert_eq!(seen.keys().collect::<Vec<_>>(), [&routable.event_id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_no_queue_is_bound_for_is_recorded_as_published() {
+    let fixture = Fixture::new().await;
+    // No queue is bound at all: every publish is unroutable.
+    let announcement = crate::support::event("test.announced");
+    let required = crate::support::event("test.required");
+    let mut tx = fixture.db.pool().begin().await.expect("begin");
+    outbox::enqueue(&mut tx, &announcement)
+        .await
+        .expect("enqueue");
+    outbox::enqueue(&mut tx, &required).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+
+    let relay = OutboxRelay::new(
+        fixture.db.pool().clone(),
+        Publisher::new(fixture.connector("relay"), fixture.namespace.clone()),
+        RelayConfig {
+            announcements: vec!["test.announced".to_owned()],
+            ..crate::support::fast_relay_config()
+        },
+    );
+    let outcome = relay
+        .publish_batch()
+        .await
+        .expect("a batch against a healthy broker");
+    assert_eq!(
+        (outcome.claimed, outcome.published, outcome.refused),
+        (2, 1, 1),
+        "the announcement is done, the required event waits for its queue"
+    );
+    let pool = fixture.db.pool().clone();
+    let state = |event_id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (bool, i32)>(
+                "SELECT published_at IS NOT NULL, attempts FROM outbox WHERE event_id = $1::uuid",
+            )
+            .bind(event_id)
+            .fetch_one(&pool)
+            .await
+            .expect("the row")
+        }
+    };
+    assert_eq!(state(announcement.event_id.clone()).await, (true, 0));
+    assert_eq!(state(required.event_id.clone()).await, (false, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
