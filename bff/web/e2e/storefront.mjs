@@ -62,7 +62,8 @@
 //    friendly "try again" with the wait, not a generic failure.
 // Exits non-zero on the first failure, naming the journey and step.
 
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -260,6 +261,35 @@ async function screenshot(page, name) {
   shot += 1;
   const file = path.join(ARTIFACTS, `${String(shot).padStart(2, "0")}-${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
+  await audit(page, name);
+}
+
+// axe-core (npm, run in the page): every storefront page a step screenshots is checked against
+// WCAG 2.1 A/AA rules (labels, names, contrast, landmarks, ARIA); a serious or critical
+// violation fails the step. Pages of other origins (the payment service's sandbox page, the
+// cross-origin fixtures) and localstripe's card form are not the storefront's and are skipped.
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const STOREFRONT_ORIGINS = [BASE_URL, STRIPE_URL].filter(Boolean).map((url) => new URL(url).origin);
+
+async function audit(page, name) {
+  if (!STOREFRONT_ORIGINS.includes(new URL(page.url()).origin)) return;
+  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.addScriptTag({ content: AXE_SOURCE });
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(
+      { exclude: [["#card-element"], ["iframe"]] },
+      { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } },
+    );
+    return result.violations
+      .filter((violation) => violation.impact === "serious" || violation.impact === "critical")
+      .map((violation) => ({
+        id: violation.id,
+        help: violation.help,
+        nodes: violation.nodes.slice(0, 3).map((node) => node.target.join(" ")),
+      }));
+  });
+  if (violations.length > 0) {
+    throw new Error(`accessibility (${name}): ${JSON.stringify(violations)}`);
+  }
 }
 
 /** Waits until no loading indicator is left on the page. */
@@ -290,6 +320,41 @@ async function fillAddress(page, postalCode) {
 /** A locator's element with `attribute` equal to `value`, waited for. */
 async function waitForAttribute(locator, attribute, value) {
   await locator.and(locator.page().locator(`[${attribute}="${value}"]`)).waitFor({ timeout: TIMEOUT_MS });
+}
+
+/**
+ * Presses Tab until the focused element matches `matches(element, arg)` (at most 80 times), and
+ * checks that the focus shows: its outline differs from the same element unfocused.
+ */
+async function tabTo(page, what, matches, arg) {
+  for (let i = 0; i < 80; i += 1) {
+    await page.keyboard.press("Tab");
+    const found = await page.evaluate(
+      ([source, value]) => {
+        const el = document.activeElement;
+        // eslint-disable-next-line no-new-func
+        const test = new Function(`return (${source})`)();
+        if (!el || el === document.body || !test(el, value)) return null;
+        const look = () => {
+          const style = getComputedStyle(el);
+          return `${style.outlineStyle} ${style.outlineWidth} ${style.outlineColor} | ${style.boxShadow}`;
+        };
+        const focused = look();
+        el.blur();
+        const unfocused = look();
+        el.focus();
+        return { focused, unfocused };
+      },
+      [matches.toString(), arg],
+    );
+    if (found) {
+      // The focus must change how the element looks (an outline or a ring of its own).
+      assert(found.focused !== found.unfocused && !found.focused.startsWith("none"),
+        `${what} shows no focus indicator: ${JSON.stringify(found)}`);
+      return;
+    }
+  }
+  throw new Error(`${what} was not reached with the Tab key`);
 }
 
 /** Opens the seeded product from the shop's search, as a shopper would (no reload: tokens live in memory). */
@@ -604,6 +669,28 @@ const steps = [
   },
 
   {
+    name: "keyboard only: shop, search, open a product",
+    async run(page) {
+      if (!seeded) return;
+      // From the top of the page, Tab and Enter alone reach the product; every stop on the way
+      // shows where the focus is.
+      await page.locator("body").focus();
+      await tabTo(page, "the Shop link", (el) => el.tagName === "A" && el.textContent.trim() === "Shop");
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { level: 1, name: "Shop" }).waitFor({ timeout: TIMEOUT_MS });
+      await tabTo(page, "the search box", (el) => el.getAttribute("type") === "search" || el.getAttribute("role") === "searchbox");
+      await page.keyboard.type(runId);
+      await page.keyboard.press("Enter");
+      await settled(page);
+      await tabTo(page, "the seeded product's link", (el, name) => el.tagName === "A" && el.closest('[data-testid="product-card"]')?.textContent.includes(name), seeded.name);
+      await screenshot(page, "keyboard-focus-on-product");
+      await page.keyboard.press("Enter");
+      await page.getByTestId("product-name").waitFor({ timeout: TIMEOUT_MS });
+      await settled(page);
+    },
+  },
+
+  {
     name: "add two variants to the cart",
     async run(page) {
       if (!seeded) {
@@ -623,7 +710,7 @@ const steps = [
       await chooseColour(page, "Green", seeded.greenCode);
       await addToCart(page, 2, 4);
       const label = await page.getByTestId("nav-cart").getAttribute("aria-label");
-      assert(label === "Cart, 4 items", `the cart link is announced as "${label}"`);
+      assert(label === "Cart 4 items", `the cart link is announced as "${label}"`);
       await screenshot(page, "added-to-cart");
     },
   },

@@ -90,9 +90,9 @@ export function Layout() {
                     <NavLink
                       to="/cart"
                       data-testid="nav-cart"
-                      aria-label={count > 0 ? `Cart, ${count} ${count === 1 ? "item" : "items"}` : "Cart, empty"}
+                      aria-label={count > 0 ? `Cart ${count} ${count === 1 ? "item" : "items"}` : "Cart, empty"}
                     >
-                      Cart
+                      Cart{count > 0 && " "}
                       {count > 0 && (
                         <span className="cart-count" data-testid="cart-count" aria-hidden="true">
                           {count}
