@@ -332,6 +332,32 @@ pub fn jpy(amount_minor: i64) -> Option<common::Money> {
     })
 }
 
+/// The BFF's rate limits lifted: load generators and availability tests drive far more calls
+/// from one address than a shopper's budget (keys without the `MERCATO_BFF__` prefix).
+pub const UNLIMITED_RATE_LIMITS: &[(&str, &str)] = &[
+    ("RATE_LIMIT_READ_REQUESTS", "100000000"),
+    ("RATE_LIMIT_READ_BURST", "100000000"),
+    ("RATE_LIMIT_AUTH_REQUESTS", "100000000"),
+    ("RATE_LIMIT_AUTH_BURST", "100000000"),
+    ("RATE_LIMIT_WRITE_REQUESTS", "100000000"),
+    ("RATE_LIMIT_WRITE_BURST", "100000000"),
+];
+
+/// Checking out the whole cart to [`shipping_address`] with `method`, expecting `total` JPY, under
+/// a fresh idempotency key.
+pub fn cart_checkout(method: common::PaymentMethod, total: i64) -> bff::CreateOrderRequest {
+    bff::CreateOrderRequest {
+        idempotency_key: Uuid::new_v4().to_string(),
+        source: Some(bff::create_order_request::Source::Cart(
+            bff::CartCheckout {},
+        )),
+        shipping_address: Some(shipping_address()),
+        payment_method: method.into(),
+        user_coupon_id: String::new(),
+        expected_total: jpy(total),
+    }
+}
+
 /// A Japanese shipping address in normal form.
 pub fn shipping_address() -> common::PostalAddress {
     common::PostalAddress {
@@ -502,16 +528,7 @@ impl Shop {
         let response = self
             .orders
             .create_order(with_token(
-                bff::CreateOrderRequest {
-                    idempotency_key: Uuid::new_v4().to_string(),
-                    source: Some(bff::create_order_request::Source::Cart(
-                        bff::CartCheckout {},
-                    )),
-                    shipping_address: Some(shipping_address()),
-                    payment_method: method.into(),
-                    user_coupon_id: String::new(),
-                    expected_total: jpy(quantity * SKU_PRICE),
-                },
+                cart_checkout(method, quantity * SKU_PRICE),
                 &shopper.access_token,
             ))
             .await

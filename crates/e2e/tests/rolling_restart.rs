@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mercato_e2e::stack::{
-    Backend, PATIENCE, SKU_PRICE, ScaledStack, Shop, Shopper, jpy, seed_sku, shipping_address,
-    status_of, with_token,
+    Backend, PATIENCE, SKU_PRICE, ScaledStack, Shop, Shopper, UNLIMITED_RATE_LIMITS, cart_checkout,
+    jpy, seed_sku, status_of, with_token,
 };
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
@@ -28,22 +28,12 @@ const STOCK: i64 = 10_000;
 /// Points each POINTS shopper is charged before the stream starts.
 const POINTS: i64 = 1_000_000;
 
-/// The stream measures availability, not the rate limits.
-const UNLIMITED: &[(&str, &str)] = &[
-    ("RATE_LIMIT_READ_REQUESTS", "100000000"),
-    ("RATE_LIMIT_READ_BURST", "100000000"),
-    ("RATE_LIMIT_AUTH_REQUESTS", "100000000"),
-    ("RATE_LIMIT_AUTH_BURST", "100000000"),
-    ("RATE_LIMIT_WRITE_REQUESTS", "100000000"),
-    ("RATE_LIMIT_WRITE_BURST", "100000000"),
-];
-
 /// How long every order may take to finish once the roll is over.
 const SETTLE: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_of_every_service_under_checkouts_fails_no_call_and_loses_no_order() {
-    let mut stack = ScaledStack::start(UNLIMITED).await;
+    let mut stack = ScaledStack::start(UNLIMITED_RATE_LIMITS).await;
     let sku = seed_sku(&stack.grpc_uri(Backend::Product, 0), STOCK).await;
     let channel = stack.shop().await;
     let mut shoppers = Vec::new();
@@ -449,16 +439,7 @@ async fn stream_checkouts(
         let created = shop
             .orders
             .create_order(with_token(
-                bff::CreateOrderRequest {
-                    idempotency_key: Uuid::new_v4().to_string(),
-                    source: Some(bff::create_order_request::Source::Cart(
-                        bff::CartCheckout {},
-                    )),
-                    shipping_address: Some(shipping_address()),
-                    payment_method: method.into(),
-                    user_coupon_id: String::new(),
-                    expected_total: jpy(SKU_PRICE),
-                },
+                cart_checkout(method, SKU_PRICE),
                 &shopper.access_token,
             ))
             .await;

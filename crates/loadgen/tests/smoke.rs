@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mercato_e2e::stack::{Stack, StackOptions};
+use mercato_e2e::stack::{Stack, StackOptions, UNLIMITED_RATE_LIMITS};
 use mercato_loadgen::measure::{LoadShape, PathResult};
 use mercato_loadgen::report::Report;
 use mercato_loadgen::scenarios::browse::{self, BrowseOptions, BrowseTargets};
@@ -27,17 +27,6 @@ use mercato_loadgen::scenarios::saga::{self, Method, SagaOptions, SagaTargets};
 use mercato_loadgen::scenarios::stock::{self, StockTargets};
 use mercato_loadgen::summary;
 use tokio::net::TcpListener;
-
-/// The BFF's rate limits lifted, as `make bench` runs it: the scenarios sign up and drive far
-/// more calls from one address than a shopper's budget.
-const UNLIMITED: &[(&str, &str)] = &[
-    ("RATE_LIMIT_READ_REQUESTS", "100000000"),
-    ("RATE_LIMIT_READ_BURST", "100000000"),
-    ("RATE_LIMIT_AUTH_REQUESTS", "100000000"),
-    ("RATE_LIMIT_AUTH_BURST", "100000000"),
-    ("RATE_LIMIT_WRITE_REQUESTS", "100000000"),
-    ("RATE_LIMIT_WRITE_BURST", "100000000"),
-];
 
 /// A closed loop of two calls in flight: short, and light on the services' small pools.
 const CLOSED: LoadShape = LoadShape {
@@ -62,7 +51,7 @@ impl Smoke {
     async fn start() -> Self {
         let stack = Stack::start(StackOptions {
             stripe: false,
-            bff_settings: UNLIMITED,
+            bff_settings: UNLIMITED_RATE_LIMITS,
         })
         .await;
         let out = std::env::temp_dir().join(format!("loadgen-smoke-{}", uuid::Uuid::new_v4()));
