@@ -81,8 +81,9 @@ pub struct PasswordHashing {
     /// `PASSWORD_HASH_ITERATIONS`, default 2.
     pub iterations: u32,
     /// `PASSWORD_HASH_CONCURRENCY`, default the number of cores: hashes and verifications run
-    /// at once at most; more wait their turn. Each holds `memory_kib` and a core while it runs,
-    /// so a burst of sign-ups or logins must not multiply either.
+    /// at once at most; more wait their turn. Each runs on a thread of its own that keeps a
+    /// block of `memory_kib` for all its runs, so the service holds this × `memory_kib` once
+    /// busy, and a burst of sign-ups or logins multiplies neither memory nor cores.
     pub concurrency: u32,
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Argon2, Params};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -305,20 +305,24 @@ impl UserApp {
     }
 }
 
-/// Runs password work off the async workers on `concurrency` threads of its own. An argon2id run
-/// holds its memory cost (19 MiB by default) and a core for tens of milliseconds. Unbounded, a
-/// burst of sign-ups took the service past 3 GiB of resident memory; bounded but on tokio's
-/// blocking pool, it still kept 700 MiB afterwards, because every pool thread that ever hashed
-/// left the freed 19 MiB in its own allocator arena. On a fixed set of threads the same few
-/// buffers are reused: the process stays near `concurrency` × the cost, and a burst waits its
-/// turn on the semaphore (cheaply, and a caller that gives up leaves the queue).
+/// Runs password work off the async workers on `concurrency` threads of its own, each with its
+/// own argon2id memory, reused by every run on that thread. An argon2id run holds its memory
+/// cost (19 MiB by default) and a core for tens of milliseconds. Unbounded, a burst of sign-ups
+/// took the service past 3 GiB of resident memory; bounded but on tokio's blocking pool, it
+/// still kept 700 MiB afterwards; on a fixed set of threads but allocating per run, 444 MiB
+/// (`make bench SCENARIOS=flash-sale`): glibc serves a block that large by mmap only until one
+/// is freed, then raises its mmap threshold and serves the next ones from the threads' arenas,
+/// which keep what is freed. With the memory allocated once per thread and never freed, the
+/// service holds `concurrency` × the cost once busy, no more, and no run page-faults 19 MiB
+/// afresh. A burst waits its turn on the semaphore (cheaply, and a caller that gives up leaves
+/// the queue).
 #[derive(Debug, Clone)]
 pub(super) struct PasswordWork {
     permits: Arc<Semaphore>,
     jobs: std::sync::mpsc::Sender<Job>,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 impl PasswordWork {
     /// Starts `concurrency` worker threads; they end when the last clone is dropped.
@@ -331,6 +335,8 @@ impl PasswordWork {
             let spawned = std::thread::Builder::new()
                 .name(format!("password-{index}"))
                 .spawn(move || {
+                    // This thread's argon2id memory, grown to the largest cost it has run.
+                    let mut memory = Vec::new();
                     loop {
                         let job = match queue.lock() {
                             Ok(queue) => queue.recv(),
@@ -338,7 +344,9 @@ impl PasswordWork {
                         };
                         let Ok(job) = job else { break };
                         // A panic fails that one call (its answer is dropped), not the worker.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            job(&mut memory);
+                        }));
                     }
                 });
             if let Err(error) = spawned {
@@ -351,17 +359,17 @@ impl PasswordWork {
         }
     }
 
-    /// `work` on a worker thread once one is free.
+    /// `work` on a worker thread once one is free, with that thread's argon2id memory.
     pub(super) async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T, UserError> + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> Result<T, UserError> + Send + 'static,
     ) -> Result<T, UserError> {
         let stopped = || UserError::Hashing("the password workers stopped".to_owned());
         let _permit = self.permits.acquire().await.map_err(|_| stopped())?;
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Box::new(move || {
-                let _ = answer.send(work());
+            .send(Box::new(move |memory: &mut Vec<Block>| {
+                let _ = answer.send(work(memory));
             }))
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
@@ -374,18 +382,83 @@ pub(super) async fn hash_password(
     cost: PasswordHashing,
     password: String,
 ) -> Result<String, UserError> {
-    work.run(move || {
-        let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
-            .map_err(|e| UserError::Hashing(e.to_string()))?;
-        let hasher = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    work.run(move |memory| {
+        let params = cost_params(cost)?;
         let salt: [u8; 16] = rand::random();
-        let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hashing(e.to_string()))?;
-        hasher
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| UserError::Hashing(e.to_string()))
+        let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = argon2id(
+            memory,
+            Algorithm::Argon2id,
+            Version::V0x13,
+            &params,
+            password.as_bytes(),
+            &salt,
+            output_len,
+        )?;
+        phc_string(&params, &salt, output)
     })
     .await
+}
+
+/// A stored-hash stand-in for accounts that do not exist: the configured cost, a random salt
+/// and a random output, which no password reproduces (one chance in 2²⁵⁶). Verifying against
+/// it costs what verifying a real hash costs, so an unknown email answers as slowly as a wrong
+/// password; building it costs nothing, so start-up fills no argon2 memory.
+pub(super) fn unmatchable_hash(cost: PasswordHashing) -> Result<String, UserError> {
+    let params = cost_params(cost)?;
+    let salt: [u8; 16] = rand::random();
+    let random: [u8; Params::DEFAULT_OUTPUT_LEN] = rand::random();
+    let output = Output::new(&random).map_err(hashing)?;
+    phc_string(&params, &salt, output)
+}
+
+fn cost_params(cost: PasswordHashing) -> Result<Params, UserError> {
+    Params::new(cost.memory_kib, cost.iterations, 1, None).map_err(hashing)
+}
+
+/// The argon2 crate's PHC string for an argon2id v19 output.
+fn phc_string(params: &Params, salt: &[u8], output: Output) -> Result<String, UserError> {
+    let encoded_salt = SaltString::encode_b64(salt).map_err(hashing)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(hashing)?,
+        salt: Some(encoded_salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// One argon2id (or argon2i/d, for a stored hash that says so) run in `memory`, grown to the
+/// cost if it is smaller: the output of `output_len` bytes.
+fn argon2id(
+    memory: &mut Vec<Block>,
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    output_len: usize,
+) -> Result<Output, UserError> {
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let hasher = Argon2::new(algorithm, version, params.clone());
+    Output::init_with(output_len, |out| {
+        hasher
+            .hash_password_into_with_memory(
+                password,
+                salt,
+                out,
+                &mut memory[..params.block_count()],
+            )
+            .map_err(Into::into)
+    })
+    .map_err(hashing)
+}
+
+fn hashing(error: impl std::fmt::Display) -> UserError {
+    UserError::Hashing(error.to_string())
 }
 
 /// Verifies with the parameters stored in the hash itself, so raising the cost later keeps old
@@ -395,11 +468,32 @@ async fn verify_password(
     hash: String,
     password: String,
 ) -> Result<bool, UserError> {
-    work.run(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| UserError::Hashing(e.to_string()))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+    work.run(move |memory| {
+        let parsed = PasswordHash::new(&hash).map_err(hashing)?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(hashing)?;
+        let version = parsed
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(hashing)?
+            .unwrap_or_default();
+        let params = Params::try_from(&parsed).map_err(hashing)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(hashing("the stored hash has no salt or no output"));
+        };
+        let mut salt_bytes = [0_u8; Salt::MAX_LENGTH];
+        let salt = salt.decode_b64(&mut salt_bytes).map_err(hashing)?;
+        let computed = argon2id(
+            memory,
+            algorithm,
+            version,
+            &params,
+            password.as_bytes(),
+            salt,
+            expected.len(),
+        )?;
+        // `Output` compares in constant time.
+        Ok(computed == expected)
     })
     .await
 }
@@ -419,7 +513,7 @@ mod tests {
             .map(|_| {
                 let (work, running, most) = (work.clone(), running.clone(), most.clone());
                 tokio::spawn(async move {
-                    work.run(move || {
+                    work.run(move |_| {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(20));
@@ -444,7 +538,7 @@ mod tests {
             .map(|_| {
                 let (work, threads) = (work.clone(), threads.clone());
                 tokio::spawn(async move {
-                    work.run(move || {
+                    work.run(move |_| {
                         let name = std::thread::current().name().map(str::to_owned);
                         threads.lock().expect("lock").insert(name);
                         Ok(())
@@ -472,9 +566,9 @@ mod tests {
     #[tokio::test]
     async fn a_panic_fails_one_call_and_the_worker_carries_on() {
         let work = PasswordWork::new(1);
-        let failed = work.run::<()>(|| panic!("boom")).await;
+        let failed = work.run::<()>(|_| panic!("boom")).await;
         assert!(matches!(failed, Err(UserError::Hashing(_))), "{failed:?}");
-        assert_eq!(work.run(|| Ok(7)).await.expect("the worker is alive"), 7);
+        assert_eq!(work.run(|_| Ok(7)).await.expect("the worker is alive"), 7);
     }
 
     #[tokio::test]
@@ -497,6 +591,83 @@ mod tests {
             !verify_password(&work, hash, "wrong horse".to_owned())
                 .await
                 .expect("verified")
+        );
+    }
+
+    /// The stand-in for unknown accounts is a well-formed hash with the configured cost (so
+    /// verifying against it runs the full argon2id), a fresh salt each time, and matches no
+    /// password.
+    #[tokio::test]
+    async fn the_unknown_account_hash_carries_the_cost_and_matches_nothing() {
+        let work = PasswordWork::new(1);
+        let cost = PasswordHashing {
+            memory_kib: 256,
+            iterations: 2,
+            concurrency: 1,
+        };
+        let first = unmatchable_hash(cost).expect("built");
+        let second = unmatchable_hash(cost).expect("built");
+        assert_ne!(first, second, "a fresh salt and output each time");
+        let parsed = PasswordHash::new(&first).expect("a PHC string");
+        assert_eq!(parsed.algorithm, Algorithm::Argon2id.ident());
+        let params = Params::try_from(&parsed).expect("argon2 parameters");
+        assert_eq!((params.m_cost(), params.t_cost()), (256, 2));
+        for password in ["", "correct horse", "password"] {
+            assert!(
+                !verify_password(&work, first.clone(), password.to_owned())
+                    .await
+                    .expect("verified"),
+                "{password:?} matched the unknown-account hash"
+            );
+        }
+    }
+
+    /// The hashes are the argon2 crate's PHC strings: what it writes verifies here (accounts
+    /// made before the memory was reused keep signing in), and what is written here verifies
+    /// with it, with a different cost on each side.
+    #[tokio::test]
+    async fn hashes_stay_interchangeable_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+
+        let work = PasswordWork::new(1);
+        let params = Params::new(256, 2, 1, None).expect("valid params");
+        let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(
+                b"correct horse",
+                &SaltString::encode_b64(b"sixteen byte slt").expect("salt"),
+            )
+            .expect("hashed")
+            .to_string();
+        assert!(
+            verify_password(&work, standard.clone(), "correct horse".to_owned())
+                .await
+                .expect("verified")
+        );
+        assert!(
+            !verify_password(&work, standard, "wrong horse".to_owned())
+                .await
+                .expect("verified")
+        );
+
+        let cost = PasswordHashing {
+            memory_kib: 128,
+            iterations: 1,
+            concurrency: 1,
+        };
+        let ours = hash_password(&work, cost, "correct horse".to_owned())
+            .await
+            .expect("hashed");
+        assert!(ours.starts_with("$argon2id$v=19$m=128,t=1,p=1$"), "{ours}");
+        let parsed = PasswordHash::new(&ours).expect("a PHC string");
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"wrong horse", &parsed)
+                .is_err()
         );
     }
 }

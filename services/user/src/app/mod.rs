@@ -12,8 +12,6 @@ mod signing_keys;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use mercato_platform::principal::Role;
 use mercato_platform::redis::Keys;
@@ -88,7 +86,7 @@ impl std::fmt::Debug for UserApp {
 }
 
 impl UserApp {
-    /// Builds the use cases; computes the dummy hash once.
+    /// Builds the use cases.
     pub async fn new(
         pool: PgPool,
         redis: ConnectionManager,
@@ -100,14 +98,8 @@ impl UserApp {
             .as_ref()
             .map(|raw| KeyEncryptionKey::from_base64(raw.expose_secret()))
             .transpose()?;
-        let random: [u8; 16] = rand::random();
         let password_work = auth::PasswordWork::new(auth.password_hashing.concurrency);
-        let dummy_hash = auth::hash_password(
-            &password_work,
-            auth.password_hashing,
-            URL_SAFE_NO_PAD.encode(random),
-        )
-        .await?;
+        let dummy_hash = auth::unmatchable_hash(auth.password_hashing)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
