@@ -23,7 +23,7 @@ use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::product::v1 as product;
 use support::{
     FakeUsers, JwksServer, RedisPrefix, SKU_PRICE, Services, TestKey, claims, counting_listener,
-    reason, seed_sku, settings, shipping_address, sign_up, sign_up_admin, violated_fields,
+    press, reason, seed_sku, settings, shipping_address, sign_up, sign_up_admin, violated_fields,
     with_token,
 };
 use tonic::transport::Channel;
@@ -347,39 +347,6 @@ async fn attached_payment(shop: &mut Shop, token: &str, order_id: &str) -> bff::
             Err(status) => panic!("reading the payment failed: {status:?}"),
         }
     }
-}
-
-/// What a browser does on the sandbox page: loads it, finds the form whose button says
-/// `button` and posts it (the form's action is a path on the page's origin). The HTTP status
-/// of the post.
-async fn press(payment_url: &str, button: &str) -> u16 {
-    mercato_bff::app::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let page = http
-        .get(payment_url)
-        .send()
-        .await
-        .expect("the sandbox page answers");
-    assert_eq!(page.status().as_u16(), 200, "the sandbox page loads");
-    let html = page.text().await.expect("the page's html");
-    let action = html
-        .split("<form")
-        .skip(1)
-        .find(|form| form.contains(&format!(">{button}</button>")))
-        .and_then(|form| form.split("action=\"").nth(1))
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("the page has a {button} form: {html}"))
-        .to_owned();
-    let url = reqwest::Url::parse(payment_url)
-        .expect("the payment url is a url")
-        .join(&action)
-        .expect("the form action resolves against the page");
-    http.post(url)
-        .send()
-        .await
-        .expect("the sandbox button answers")
-        .status()
-        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,462 +9,29 @@
 )]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mercato_bff::{Application, BffSettings};
 use mercato_platform::settings::EnvSource;
 use mercato_proto::mercato::user::v1 as user;
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response as GrpcResponse, Status};
+use tonic::{Request, Status};
 
-/// The built-in issuer and audience every test BFF trusts.
-pub const AUDIENCE: &str = "mercato";
+mod fake_users;
+mod tokens;
 
-/// The RSA key used by tests (generated for tests only; never used anywhere else).
-const RSA_TEST_KEY: &str = include_str!("../fixtures/rsa_test_key.pem");
-
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after epoch")
-            .as_secs(),
-    )
-    .expect("timestamp fits i64")
-}
-
-/// A signing key with its public JWK.
-#[derive(Clone)]
-pub struct TestKey {
-    pub kid: String,
-    pub algorithm: Algorithm,
-    encoding: EncodingKey,
-    pub jwk: Value,
-    /// RSA only: the public key PEM (for the HS256 confusion attack).
-    pub public_pem: Option<String>,
-}
-
-impl TestKey {
-    /// A fresh Ed25519 key.
-    pub fn ed25519(kid: &str) -> Self {
-        let seed: [u8; 32] = rand::random();
-        // PKCS#8 v1 wrapping of an Ed25519 seed: a fixed prefix then the 32 seed bytes.
-        let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        der.extend_from_slice(&seed);
-        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
-            .verifying_key()
-            .to_bytes();
-        Self {
-            kid: kid.to_owned(),
-            algorithm: Algorithm::EdDSA,
-            encoding: EncodingKey::from_ed_der(&der),
-            jwk: json!({
-                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
-                "x": URL_SAFE_NO_PAD.encode(public),
-            }),
-            public_pem: None,
-        }
-    }
-
-    /// The fixture RSA key.
-    pub fn rsa(kid: &str) -> Self {
-        use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
-        use rsa::traits::PublicKeyParts as _;
-        let private = rsa::RsaPrivateKey::from_pkcs8_pem(RSA_TEST_KEY).expect("fixture key parses");
-        let public = private.to_public_key();
-        Self {
-            kid: kid.to_owned(),
-            algorithm: Algorithm::RS256,
-            encoding: EncodingKey::from_rsa_pem(RSA_TEST_KEY.as_bytes()).expect("fixture key"),
-            jwk: json!({
-                "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
-                "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
-                "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
-            }),
-            public_pem: Some(
-                public
-                    .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-                    .expect("public pem"),
-            ),
-        }
-    }
-
-    /// Signs `claims` with this key's algorithm and kid.
-    pub fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(self.algorithm);
-        header.kid = Some(self.kid.clone());
-        self.sign_with(header, claims)
-    }
-
-    /// Signs `claims` under an arbitrary header.
-    pub fn sign_with(&self, header: Header, claims: &Value) -> String {
-        jsonwebtoken::encode(&header, claims, &self.encoding).expect("token signs")
-    }
-}
-
-/// Standard valid claims for `sub`.
-pub fn claims(issuer: &str, sub: &str, roles: &[&str]) -> Value {
-    let now = now();
-    json!({
-        "iss": issuer, "aud": AUDIENCE, "sub": sub, "roles": roles,
-        "iat": now, "nbf": now, "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string(),
-    })
-}
-
-/// A compact JWS with `alg: none` and an empty signature.
-pub fn unsigned_token(kid: &str, claims: &Value) -> String {
-    let header = json!({ "alg": "none", "typ": "JWT", "kid": kid });
-    format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
-}
-
-/// `token` with its payload replaced by `claims` and the original signature kept.
-pub fn tampered(token: &str, claims: &Value) -> String {
-    let mut parts = token.split('.');
-    let header = parts.next().expect("header part");
-    let _payload = parts.next().expect("payload part");
-    let signature = parts.next().expect("signature part");
-    format!(
-        "{header}.{}.{signature}",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
-}
-
-/// A JWKS endpoint whose key set tests change at run time, counting fetches; it can be made to
-/// fail as if the issuer were down.
-#[derive(Clone)]
-pub struct JwksServer {
-    pub addr: SocketAddr,
-    state: Arc<JwksState>,
-    stop: CancellationToken,
-}
-
-struct JwksState {
-    keys: Mutex<Vec<Value>>,
-    fetches: AtomicUsize,
-    down: AtomicBool,
-}
-
-impl JwksServer {
-    /// Starts the server publishing `keys`.
-    pub async fn start(keys: &[&TestKey]) -> Self {
-        let state = Arc::new(JwksState {
-            keys: Mutex::new(keys.iter().map(|key| key.jwk.clone()).collect()),
-            fetches: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
-        });
-        let router = axum::Router::new()
-            .route("/.well-known/jwks.json", axum::routing::get(serve_jwks))
-            .with_state(state.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind jwks");
-        let addr = listener.local_addr().expect("jwks addr");
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopped.cancelled_owned())
-                .await
-                .expect("jwks server runs");
-        });
-        Self { addr, state, stop }
-    }
-
-    /// The issuer URL (the server's base URL).
-    pub fn issuer(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The JWKS URL.
-    pub fn jwks_url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
-    }
-
-    /// Replaces the published keys.
-    pub fn publish(&self, keys: &[&TestKey]) {
-        *self.state.keys.lock().expect("keys lock") =
-            keys.iter().map(|key| key.jwk.clone()).collect();
-    }
-
-    /// Publishes raw JWK values.
-    pub fn publish_raw(&self, keys: Vec<Value>) {
-        *self.state.keys.lock().expect("keys lock") = keys;
-    }
-
-    /// How many times the JWKS was requested.
-    pub fn fetches(&self) -> usize {
-        self.state.fetches.load(Ordering::SeqCst)
-    }
-
-    /// Makes every fetch fail (503) or succeed again.
-    pub fn set_down(&self, down: bool) {
-        self.state.down.store(down, Ordering::SeqCst);
-    }
-}
-
-impl Drop for JwksServer {
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.state) <= 2 {
-            self.stop.cancel();
-        }
-    }
-}
-
-async fn serve_jwks(State(state): State<Arc<JwksState>>) -> Response {
-    state.fetches.fetch_add(1, Ordering::SeqCst);
-    if state.down.load(Ordering::SeqCst) {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    let keys = state.keys.lock().expect("keys lock").clone();
-    Json(json!({ "keys": keys })).into_response()
-}
-
-/// What the fake user service saw of one call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenCall {
-    pub method: &'static str,
-    pub user_id: Option<String>,
-    pub roles: Option<String>,
-    pub caller: Option<String>,
-}
-
-/// A stand-in for the user service that records every call (only what the edge tests need:
-/// the point is to observe whether, and as whom, the BFF called downstream).
-#[derive(Clone, Default)]
-pub struct FakeUsers {
-    calls: Arc<Mutex<Vec<SeenCall>>>,
-    provisioned: Arc<Mutex<Vec<user::ProvisionExternalUserRequest>>>,
-}
-
-impl FakeUsers {
-    /// Every call seen so far.
-    pub fn calls(&self) -> Vec<SeenCall> {
-        self.calls.lock().expect("calls lock").clone()
-    }
-
-    /// Number of calls seen.
-    pub fn call_count(&self) -> usize {
-        self.calls.lock().expect("calls lock").len()
-    }
-
-    /// Provisioning requests seen.
-    pub fn provisioned(&self) -> Vec<user::ProvisionExternalUserRequest> {
-        self.provisioned.lock().expect("provisioned lock").clone()
-    }
-
-    fn record<T>(&self, method: &'static str, request: &Request<T>) -> SeenCall {
-        let get = |name: &str| {
-            request
-                .metadata()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
-        let seen = SeenCall {
-            method,
-            user_id: get("x-mercato-user-id"),
-            roles: get("x-mercato-roles"),
-            caller: get("x-mercato-caller"),
-        };
-        self.calls.lock().expect("calls lock").push(seen.clone());
-        seen
-    }
-
-    /// Serves the fake on 127.0.0.1:0; returns its URL.
-    pub async fn start(&self) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake users");
-        let addr = listener.local_addr().expect("fake users addr");
-        let router = tonic::transport::Server::builder()
-            .add_service(user::user_service_server::UserServiceServer::new(
-                self.clone(),
-            ))
-            .add_service(user::auth_service_server::AuthServiceServer::new(
-                self.clone(),
-            ));
-        tokio::spawn(async move {
-            router
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-                .await
-                .expect("fake users serve");
-        });
-        format!("http://{addr}")
-    }
-}
-
-fn fake_user(user_id: &str) -> user::User {
-    user::User {
-        user_id: user_id.to_owned(),
-        email: "shopper@example.com".to_owned(),
-        display_name: "shopper".to_owned(),
-        roles: vec![1],
-        ..user::User::default()
-    }
-}
-
-#[tonic::async_trait]
-impl user::user_service_server::UserService for FakeUsers {
-    async fn get_current_user(
-        &self,
-        request: Request<user::GetCurrentUserRequest>,
-    ) -> Result<GrpcResponse<user::GetCurrentUserResponse>, Status> {
-        let seen = self.record("GetCurrentUser", &request);
-        let user_id = seen
-            .user_id
-            .ok_or_else(|| Status::unauthenticated("no principal"))?;
-        Ok(GrpcResponse::new(user::GetCurrentUserResponse {
-            user: Some(fake_user(&user_id)),
-        }))
-    }
-
-    async fn update_current_user(
-        &self,
-        request: Request<user::UpdateCurrentUserRequest>,
-    ) -> Result<GrpcResponse<user::UpdateCurrentUserResponse>, Status> {
-        self.record("UpdateCurrentUser", &request);
-        Err(Status::internal("database password is hunter2"))
-    }
-
-    async fn delete_current_user(
-        &self,
-        request: Request<user::DeleteCurrentUserRequest>,
-    ) -> Result<GrpcResponse<user::DeleteCurrentUserResponse>, Status> {
-        self.record("DeleteCurrentUser", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-
-    async fn get_shipping_address(
-        &self,
-        request: Request<user::GetShippingAddressRequest>,
-    ) -> Result<GrpcResponse<user::GetShippingAddressResponse>, Status> {
-        self.record("GetShippingAddress", &request);
-        Err(Status::not_found("no shipping address saved"))
-    }
-
-    async fn update_shipping_address(
-        &self,
-        request: Request<user::UpdateShippingAddressRequest>,
-    ) -> Result<GrpcResponse<user::UpdateShippingAddressResponse>, Status> {
-        self.record("UpdateShippingAddress", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-
-    async fn provision_external_user(
-        &self,
-        request: Request<user::ProvisionExternalUserRequest>,
-    ) -> Result<GrpcResponse<user::ProvisionExternalUserResponse>, Status> {
-        self.record("ProvisionExternalUser", &request);
-        let request = request.into_inner();
-        self.provisioned
-            .lock()
-            .expect("provisioned lock")
-            .push(request.clone());
-        let user_id = uuid::Uuid::new_v4();
-        Ok(GrpcResponse::new(user::ProvisionExternalUserResponse {
-            user: Some(fake_user(&user_id.to_string())),
-            created: true,
-        }))
-    }
-
-    async fn get_user(
-        &self,
-        request: Request<user::GetUserRequest>,
-    ) -> Result<GrpcResponse<user::GetUserResponse>, Status> {
-        self.record("GetUser", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-
-    async fn list_users(
-        &self,
-        request: Request<user::ListUsersRequest>,
-    ) -> Result<GrpcResponse<user::ListUsersResponse>, Status> {
-        self.record("ListUsers", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-
-    async fn grant_role(
-        &self,
-        request: Request<user::GrantRoleRequest>,
-    ) -> Result<GrpcResponse<user::GrantRoleResponse>, Status> {
-        self.record("GrantRole", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-
-    async fn revoke_role(
-        &self,
-        request: Request<user::RevokeRoleRequest>,
-    ) -> Result<GrpcResponse<user::RevokeRoleResponse>, Status> {
-        self.record("RevokeRole", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-}
-
-#[tonic::async_trait]
-impl user::auth_service_server::AuthService for FakeUsers {
-    async fn register(
-        &self,
-        request: Request<user::RegisterRequest>,
-    ) -> Result<GrpcResponse<user::RegisterResponse>, Status> {
-        self.record("Register", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-
-    async fn login(
-        &self,
-        request: Request<user::LoginRequest>,
-    ) -> Result<GrpcResponse<user::LoginResponse>, Status> {
-        self.record("Login", &request);
-        let request = request.into_inner();
-        if request.password != "correct horse" {
-            return Err(Status::unauthenticated("invalid credentials"));
-        }
-        Ok(GrpcResponse::new(user::LoginResponse {
-            user: Some(fake_user(&uuid::Uuid::new_v4().to_string())),
-            tokens: Some(user::TokenPair {
-                access_token: "access".to_owned(),
-                refresh_token: "refresh".to_owned(),
-                token_type: "Bearer".to_owned(),
-                ..user::TokenPair::default()
-            }),
-        }))
-    }
-
-    async fn refresh_token(
-        &self,
-        request: Request<user::RefreshTokenRequest>,
-    ) -> Result<GrpcResponse<user::RefreshTokenResponse>, Status> {
-        self.record("RefreshToken", &request);
-        Err(Status::unimplemented("not needed by these tests"))
-    }
-
-    async fn logout(
-        &self,
-        request: Request<user::LogoutRequest>,
-    ) -> Result<GrpcResponse<user::LogoutResponse>, Status> {
-        self.record("Logout", &request);
-        Ok(GrpcResponse::new(user::LogoutResponse {
-            revoked_sessions: 1,
-        }))
-    }
-}
+#[allow(
+    unused_imports,
+    reason = "each test binary uses some of these, none all of them"
+)]
+pub use fake_users::{FakeUsers, SeenCall};
+#[allow(
+    unused_imports,
+    reason = "each test binary uses some of these, none all of them"
+)]
+pub use tokens::{AUDIENCE, JwksServer, TestKey, claims, now, tampered, unsigned_token};
 
 /// The Redis URL for tests.
 pub fn redis_url() -> String {
@@ -1207,4 +774,37 @@ pub async fn counting_listener() -> (String, Arc<AtomicUsize>) {
         }
     });
     (uri, accepted)
+}
+
+/// What a browser does on the sandbox page: loads it, finds the form whose button says
+/// `button` and posts it (the form's action is a path on the page's origin). The HTTP status
+/// of the post.
+pub async fn press(payment_url: &str, button: &str) -> u16 {
+    mercato_bff::app::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let page = http
+        .get(payment_url)
+        .send()
+        .await
+        .expect("the sandbox page answers");
+    assert_eq!(page.status().as_u16(), 200, "the sandbox page loads");
+    let html = page.text().await.expect("the page's html");
+    let action = html
+        .split("<form")
+        .skip(1)
+        .find(|form| form.contains(&format!(">{button}</button>")))
+        .and_then(|form| form.split("action=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the page has a {button} form: {html}"))
+        .to_owned();
+    let url = reqwest::Url::parse(payment_url)
+        .expect("the payment url is a url")
+        .join(&action)
+        .expect("the form action resolves against the page");
+    http.post(url)
+        .send()
+        .await
+        .expect("the sandbox button answers")
+        .status()
+        .as_u16()
 }
