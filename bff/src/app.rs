@@ -26,7 +26,6 @@ use mercato_proto::mercato::user::v1::user_service_client::UserServiceClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -237,9 +236,13 @@ impl Application {
             .layer(PrincipalLayer)
             .into_inner();
 
-        let router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder()
             .accept_http1(true)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(age) = settings.common.limits.max_connection_age {
+            builder = builder.max_connection_age(age);
+        }
+        let router = builder
             .layer(stack)
             .add_service(health_service)
             .add_service(reflection)
@@ -290,9 +293,9 @@ impl Application {
                 .await;
         }
         tracing::info!(addr = %local_addr, "bff listening");
+        let shutdown_delay = settings.common.shutdown_delay;
         let signal = async move {
             shutdown.await;
-            watches_stopping.cancel();
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
@@ -301,12 +304,20 @@ impl Application {
                     .set_service_status(service, ServingStatus::NotServing)
                     .await;
             }
+            if !shutdown_delay.is_zero() {
+                // The ingress or load balancer in front learns of the failed readiness with a
+                // lag; what it still sends meanwhile is served, and order watches go on.
+                tracing::info!(delay = ?shutdown_delay, "bff not ready, still serving");
+                tokio::time::sleep(shutdown_delay).await;
+            }
+            watches_stopping.cancel();
             tracing::info!("bff draining");
         };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (incoming, lingerers) = mercato_platform::grpc::incoming(listener);
         router
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
+        lingerers.finished().await;
         tracing::info!("bff stopped");
         Ok(())
     }

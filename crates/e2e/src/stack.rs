@@ -10,6 +10,7 @@ use std::time::Duration;
 use mercato_bff::{Application, BffSettings};
 use mercato_platform::principal::{Principal, Role};
 use mercato_platform::settings::EnvSource;
+use mercato_platform::testing::ServiceAddress;
 use mercato_proto::mercato::bff::v1 as bff;
 use mercato_proto::mercato::common::v1 as common;
 use mercato_proto::mercato::product::v1 as product;
@@ -710,10 +711,12 @@ impl Replica {
 
 /// The system with two replicas of every backend service, as the Kubernetes manifests run it:
 /// both replicas of a service share its database, Redis prefix and broker namespace (competing
-/// consumers on the same queues, any number of outbox relays), and every caller — the BFF and
-/// the services calling each other — lists both replicas in its `*_SERVICE_URL`. A replica is
-/// replaced in place with [`ScaledStack::stop_replica`] and [`ScaledStack::replace`]: the old
-/// one drains, a fresh one starts on the same addresses.
+/// consumers on the same queues, any number of outbox relays). Callers — the BFF and the
+/// services calling each other — reach the product and order replicas through one
+/// [`ServiceAddress`] each, as through a Kubernetes Service, and list the replicas of the other
+/// services in their `*_SERVICE_URL`, so both shapes are exercised. Every replica runs with
+/// [`SHUTDOWN_DELAY`]. A replica is replaced in place with [`ScaledStack::stop_replica`] and
+/// [`ScaledStack::replace`]: the old one drains, a fresh one starts on the same addresses.
 #[derive(Debug)]
 pub struct ScaledStack {
     /// The broker namespace the order, product, payment and process services share.
@@ -725,10 +728,24 @@ pub struct ScaledStack {
     stopped: Vec<(Backend, usize, SocketAddr, SocketAddr)>,
     bff_stop: CancellationToken,
     bff_task: tokio::task::JoinHandle<()>,
+    /// The Service addresses of the backends in [`BEHIND_ONE_ADDRESS`].
+    addresses: Vec<(Backend, ServiceAddress)>,
     // The resources outlive the replicas (fields drop in declaration order).
     _redis: TestRedis,
     envs: Envs,
 }
+
+/// The backends callers reach through one Service address (the ones the Kubernetes manifests
+/// scale with a HorizontalPodAutoscaler); the others are listed replica by replica.
+pub const BEHIND_ONE_ADDRESS: [Backend; 2] = [Backend::Product, Backend::Order];
+
+/// How long after a replica's shutdown begins its Service address stops routing to it, as
+/// Kubernetes endpoints follow readiness with a lag.
+pub const ROUTING_LAG: Duration = Duration::from_millis(100);
+
+/// Every replica's `SHUTDOWN_DELAY`: longer than [`ROUTING_LAG`], so no new connection reaches
+/// a closed port.
+pub const SHUTDOWN_DELAY: Duration = Duration::from_millis(300);
 
 /// The resources every replica of a service shares, and how to start one.
 #[derive(Debug)]
@@ -757,7 +774,22 @@ impl ScaledStack {
             }
             slots.push((backend, pair));
         }
+        let mut addresses = Vec::new();
+        for (backend, pair) in &slots {
+            if BEHIND_ONE_ADDRESS.contains(backend) {
+                let endpoints = pair
+                    .iter()
+                    .map(|(grpc, _)| grpc.local_addr().expect("bound"));
+                let address = ServiceAddress::start(endpoints)
+                    .await
+                    .expect("a service address");
+                addresses.push((*backend, address));
+            }
+        }
         let urls = |backend: Backend| {
+            if let Some((_, address)) = addresses.iter().find(|(each, _)| *each == backend) {
+                return address.uri();
+            }
             slots
                 .iter()
                 .find(|(each, _)| *each == backend)
@@ -851,6 +883,7 @@ impl ScaledStack {
             stopped: Vec::new(),
             bff_stop,
             bff_task,
+            addresses,
             _redis: redis,
             envs,
         }
@@ -890,9 +923,11 @@ impl ScaledStack {
     }
 
     /// Stops replica `slot` of `backend` through the path SIGTERM takes in its `main`
-    /// (readiness and health go not-ready, the listener closes, in-flight calls, consumers and
-    /// the outbox relay finish within the grace period) and waits until it has exited; the
-    /// other replica serves on alone until [`replace`](Self::replace).
+    /// (readiness and health go not-ready, it serves on for its shutdown delay, the listener
+    /// closes, in-flight calls, consumers and the outbox relay finish within the grace period)
+    /// and waits until it has exited; behind a Service address, the address stops routing to it
+    /// [`ROUTING_LAG`] after the shutdown began. The other replica serves on alone until
+    /// [`replace`](Self::replace).
     pub async fn stop_replica(&mut self, backend: Backend, slot: usize) {
         let old = self
             .slot(backend, slot)
@@ -900,6 +935,11 @@ impl ScaledStack {
             .unwrap_or_else(|| panic!("{} replica {slot} is running", backend.name()));
         self.stopped
             .push((backend, slot, old.grpc_addr, old.http_addr));
+        if let Some(address) = self.address(backend) {
+            old.shutdown.trigger();
+            tokio::time::sleep(ROUTING_LAG).await;
+            address.remove(old.grpc_addr);
+        }
         old.stop().await.unwrap_or_else(|error| {
             panic!("{} replica {slot} stops cleanly: {error}", backend.name())
         });
@@ -920,7 +960,26 @@ impl ScaledStack {
             .start_replica(backend, bind(grpc_addr).await, bind(http_addr).await)
             .await;
         wait_ready(backend, &replica).await;
+        if let Some(address) = self.address(backend) {
+            address.add(replica.grpc_addr);
+        }
         *self.slot(backend, slot) = Some(replica);
+    }
+
+    fn address(&self, backend: Backend) -> Option<&ServiceAddress> {
+        self.addresses
+            .iter()
+            .find(|(each, _)| *each == backend)
+            .map(|(_, address)| address)
+    }
+
+    /// How many connections the Service addresses accepted but could not deliver (no replica
+    /// in rotation, or one whose port was closed).
+    pub fn connections_turned_away(&self) -> usize {
+        self.addresses
+            .iter()
+            .map(|(_, address)| address.turned_away())
+            .sum()
     }
 
     fn slot(&mut self, backend: Backend, slot: usize) -> &mut Option<Replica> {
@@ -1020,6 +1079,7 @@ impl Envs {
                     self.issuer_http_addr,
                 );
                 settings.database.max_connections = REPLICA_POOL;
+                settings.common.shutdown_delay = SHUTDOWN_DELAY;
                 run_replica!(mercato_user::Application::build(
                     settings,
                     grpc_listener,
@@ -1027,7 +1087,9 @@ impl Envs {
                 ))
             }
             Backend::Product => {
-                let settings = mercato_product::testing::test_settings(&self.product.resources());
+                let mut settings =
+                    mercato_product::testing::test_settings(&self.product.resources());
+                settings.common.shutdown_delay = SHUTDOWN_DELAY;
                 run_replica!(mercato_product::Application::build(
                     settings,
                     grpc_listener,
@@ -1037,6 +1099,7 @@ impl Envs {
             Backend::Order => {
                 let mut settings = mercato_order::testing::test_settings(&self.order.resources());
                 settings.bus_namespace = namespace;
+                settings.common.shutdown_delay = SHUTDOWN_DELAY;
                 run_replica!(mercato_order::Application::build(
                     settings,
                     grpc_listener,
@@ -1048,6 +1111,7 @@ impl Envs {
                     mercato_payment::testing::test_settings(&self.payment.resources());
                 settings.bus_namespace = namespace;
                 settings.database.max_connections = REPLICA_POOL;
+                settings.common.shutdown_delay = SHUTDOWN_DELAY;
                 run_replica!(mercato_payment::Application::build(
                     settings,
                     grpc_listener,
@@ -1060,6 +1124,7 @@ impl Envs {
                     settings.fulfilment.carrier = mercato_process::settings::CarrierMode::Simulated;
                     settings.fulfilment.shipment_delay = Duration::from_millis(100);
                     settings.database.max_connections = REPLICA_POOL;
+                    settings.common.shutdown_delay = SHUTDOWN_DELAY;
                 });
                 run_replica!(mercato_process::Application::build(
                     settings,

@@ -62,3 +62,4 @@ pub mod request_id;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod testing;

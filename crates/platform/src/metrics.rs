@@ -21,11 +21,17 @@
 //! |---|---|---|
 //! | `grpc_server_handled_total` | counter | `grpc_service`, `grpc_method`, `grpc_code` |
 //! | `grpc_server_handling_seconds` | histogram | `grpc_service`, `grpc_method` |
+//! | `grpc_client_resent_total` | counter | `grpc_service`, `grpc_method`, `reason` |
 //!
 //! The names and labels are those of the Prometheus gRPC middlewares most dashboards expect;
 //! `grpc_code` is the canonical upper-case code name (`OK`, `INVALID_ARGUMENT`). A call ends when
 //! its response body ends (the status is usually in the trailers), so a server stream's duration
 //! is the stream's; a call the client abandoned before the end is `CANCELLED`.
+//!
+//! `grpc_client_resent_total` counts the outgoing calls the client channel sent again because
+//! their failure proved no server had them (`connect`, `refused_stream`, `goaway`, `unsent`; see
+//! [`crate::grpc::Backend`]): it rises during a rolling update and with `MAX_CONNECTION_AGE`, and
+//! steadily only when a backend keeps refusing connections.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -176,6 +176,47 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_ends_health_watches() {
 }
 
 #[tokio::test]
+async fn during_the_shutdown_delay_the_server_is_not_serving_yet_accepts_and_answers() {
+    let delay = Duration::from_millis(500);
+    let mut server =
+        TestServer::start_with(ServerOptions::internal(limits(8)).with_shutdown_delay(delay)).await;
+    let begun = tokio::time::Instant::now();
+    server.stop.cancel();
+    let channel = server.channel();
+    within("health saying NOT_SERVING", async {
+        while health_status(channel.clone(), "").await.ok()
+            != Some(ServingStatus::NotServing as i32)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // A caller that connects now (its router has not heard yet) is still served.
+    let late = server.channel();
+    let call = tokio::spawn(call_gate(late, Request::new(())));
+    server.next_arrival().await;
+    server.open_gate(1);
+    within("the late call", call)
+        .await
+        .expect("task not panicked")
+        .expect("a call during the delay is answered");
+    assert!(
+        begun.elapsed() < delay,
+        "the late call was served inside the delay"
+    );
+
+    within("the server stopping", server.task)
+        .await
+        .expect("server task not panicked")
+        .expect("server stopped cleanly");
+    assert!(
+        begun.elapsed() >= delay,
+        "the drain began only after the delay"
+    );
+}
+
+#[tokio::test]
 async fn the_principal_is_extracted_and_forwarded_from_the_scope() {
     let mut server = TestServer::start(limits(8)).await;
     server.open_gate(2);
@@ -244,8 +285,8 @@ async fn a_grpc_web_server_answers_browsers_over_http1() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let server = TestServer::start_with(ServerOptions {
-        limits: limits(8),
         grpc_web: true,
+        ..ServerOptions::internal(limits(8))
     })
     .await;
     let mut stream = within("connecting", tokio::net::TcpStream::connect(server.addr))

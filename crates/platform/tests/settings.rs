@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mercato_platform::settings::{
     AmqpSettings, CommonSettings, DatabaseSettings, EnvSource, ListenSettings, LogFormat, Problem,
-    RedisSettings,
+    RedisSettings, ServerLimits,
 };
 use secrecy::ExposeSecret as _;
 
@@ -92,6 +92,63 @@ fn every_problem_is_reported_together() {
 }
 
 #[test]
+fn a_shutdown_delay_must_leave_time_to_drain() {
+    let source = EnvSource::from_pairs([
+        ("MERCATO__SHUTDOWN_GRACE_PERIOD", "10s"),
+        ("MERCATO_ORDER__SHUTDOWN_DELAY", "10s"),
+    ]);
+    let reader = source.service("order");
+    let common = CommonSettings::read(&reader, listen_defaults());
+    let message = reader
+        .finish(|| common)
+        .expect_err("a delay as long as the grace period leaves no time to drain")
+        .to_string();
+    assert!(
+        message.starts_with(
+            "invalid configuration: MERCATO_ORDER__SHUTDOWN_DELAY=\"10s\": must be shorter than SHUTDOWN_GRACE_PERIOD"
+        ),
+        "unexpected message: {message}"
+    );
+
+    let source = EnvSource::from_pairs([
+        ("MERCATO__SHUTDOWN_GRACE_PERIOD", "10s"),
+        ("MERCATO_ORDER__SHUTDOWN_DELAY", "3s"),
+    ]);
+    let reader = source.service("order");
+    let common = CommonSettings::read(&reader, listen_defaults());
+    let common = reader.finish(|| common).expect("3s leaves 7s to drain");
+    assert_eq!(common.shutdown_delay, Duration::from_secs(3));
+}
+
+#[test]
+fn a_max_connection_age_is_unset_by_default_and_never_zero() {
+    let reader_of = |pairs: &[(&str, &str)]| EnvSource::from_pairs(pairs.iter().copied());
+    let source = reader_of(&[]);
+    let reader = source.service("order");
+    let limits = ServerLimits::read(&reader);
+    let limits = reader.finish(|| limits).expect("defaults");
+    assert_eq!(limits.max_connection_age, None);
+
+    let source = reader_of(&[("MERCATO__MAX_CONNECTION_AGE", "30s")]);
+    let reader = source.service("order");
+    let limits = ServerLimits::read(&reader);
+    let limits = reader.finish(|| limits).expect("30s is a valid age");
+    assert_eq!(limits.max_connection_age, Some(Duration::from_secs(30)));
+
+    let source = reader_of(&[("MERCATO_ORDER__MAX_CONNECTION_AGE", "0s")]);
+    let reader = source.service("order");
+    let limits = ServerLimits::read(&reader);
+    let message = reader
+        .finish(|| limits)
+        .expect_err("a zero age would end every connection at once")
+        .to_string();
+    assert!(
+        message.contains("MERCATO_ORDER__MAX_CONNECTION_AGE=\"0s\": must be greater than zero"),
+        "unexpected message: {message}"
+    );
+}
+
+#[test]
 fn secrets_never_appear_in_debug_output_or_errors() {
     let password = "s3cr3t-Pa55";
     let source = EnvSource::from_pairs([
@@ -152,6 +209,7 @@ fn defaults_apply_when_variables_are_unset() {
     assert_eq!(common.limits.request_timeout, Duration::from_secs(30));
     assert_eq!(common.limits.concurrency_limit.get(), 512);
     assert_eq!(common.shutdown_grace, Duration::from_secs(25));
+    assert_eq!(common.shutdown_delay, Duration::ZERO);
     assert_eq!(common.telemetry.log_format, LogFormat::Auto);
     assert_eq!(common.telemetry.log_filter.as_str(), "info");
     assert_eq!(common.telemetry.otlp_endpoint, None);

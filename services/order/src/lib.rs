@@ -194,7 +194,10 @@ impl Application {
                 context.redis.clone(),
                 Duration::from_secs(2),
             ));
-        let server = GrpcServer::new(ServerOptions::internal(context.settings.common.limits))?;
+        let server = GrpcServer::new(
+            ServerOptions::internal(context.settings.common.limits)
+                .with_shutdown_delay(context.settings.common.shutdown_delay),
+        )?;
         let server = cart::register(server, &context);
         let server = order::register(server, &context);
         let server = coupon::register(server, &context);

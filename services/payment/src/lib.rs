@@ -238,7 +238,10 @@ impl Application {
             context.pool.clone(),
             Duration::from_secs(2),
         ));
-        let server = GrpcServer::new(ServerOptions::internal(context.settings.common.limits))?;
+        let server = GrpcServer::new(
+            ServerOptions::internal(context.settings.common.limits)
+                .with_shutdown_delay(context.settings.common.shutdown_delay),
+        )?;
         let server = grpc::register(server, &context);
         let grpc_task = shutdown.spawn(server.serve(grpc_listener, shutdown.wait_owned()));
         let router = probes::router(readiness).merge(http::router(context.clone()));

@@ -51,6 +51,7 @@ pub fn test_settings(resources: &TestResources) -> Settings {
             telemetry: TelemetrySettings::local("mercato-payment"),
             limits: ServerLimits::default(),
             shutdown_grace: Duration::from_secs(5),
+            shutdown_delay: Duration::ZERO,
         },
         database: DatabaseSettings::from_url(resources.database_url.clone()),
         amqp: AmqpSettings {

@@ -165,7 +165,10 @@ impl Application {
                 context.redis.clone(),
                 Duration::from_secs(2),
             ));
-        let server = GrpcServer::new(ServerOptions::internal(context.settings.common.limits))?;
+        let server = GrpcServer::new(
+            ServerOptions::internal(context.settings.common.limits)
+                .with_shutdown_delay(context.settings.common.shutdown_delay),
+        )?;
         let server = catalog::register(server, &context);
         let server = stock::register(server, &context);
         let grpc_task = shutdown.spawn(server.serve(grpc_listener, shutdown.wait_owned()));

@@ -172,10 +172,13 @@ impl Application {
                 Duration::from_secs(2),
             ));
         let grpc = UserGrpc::new(app.clone());
-        let server = GrpcServer::new(ServerOptions::internal(settings.common.limits))?
-            .add_service(AuthServiceServer::new(grpc.clone()))
-            .add_service(UserServiceServer::new(grpc.clone()))
-            .add_service(SigningKeyServiceServer::new(grpc));
+        let server = GrpcServer::new(
+            ServerOptions::internal(settings.common.limits)
+                .with_shutdown_delay(settings.common.shutdown_delay),
+        )?
+        .add_service(AuthServiceServer::new(grpc.clone()))
+        .add_service(UserServiceServer::new(grpc.clone()))
+        .add_service(SigningKeyServiceServer::new(grpc));
         let router = probes::router(readiness).merge(http::well_known_router(app));
         let grpc_task = shutdown.spawn(server.serve(grpc_listener, shutdown.wait_owned()));
         shutdown.spawn(probes::serve(http_listener, router, shutdown.wait_owned()));

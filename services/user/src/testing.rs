@@ -50,6 +50,7 @@ pub fn test_settings(resources: &TestResources, http_addr: SocketAddr) -> Settin
             telemetry: TelemetrySettings::local("mercato-user"),
             limits: ServerLimits::default(),
             shutdown_grace: Duration::from_secs(5),
+            shutdown_delay: Duration::ZERO,
         },
         database: DatabaseSettings::from_url(resources.database_url.clone()),
         redis: RedisSettings {

@@ -76,9 +76,10 @@ pub type ClientChannel = OutboundService<Backend>;
 /// can start in any order. Must be called inside a Tokio runtime.
 ///
 /// `uri` may list several replicas of one backend separated by commas
-/// (`http://order-0:50053,http://order-1:50053`): calls are spread over them and a call a
-/// stopping replica refused goes once to another (see [`Backend`]). One URL is one plain
-/// channel.
+/// (`http://order-0:50053,http://order-1:50053`): calls take turns over them. Whether one URL
+/// or several, a call that provably never reached a server (a refused connect, a stream a
+/// stopping server's `GOAWAY` turned away) is sent again, to another replica when there is one
+/// (see [`Backend`]).
 pub fn connect_lazy(uri: &str, options: &ChannelOptions) -> Result<ClientChannel, ChannelError> {
     let channels = uri
         .split(',')

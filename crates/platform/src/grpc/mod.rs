@@ -4,6 +4,7 @@
 mod client;
 mod health;
 mod limits;
+mod linger;
 mod replicas;
 mod server;
 pub(crate) mod trace;
@@ -12,7 +13,8 @@ pub use client::{
     ChannelError, ChannelOptions, ClientChannel, OutboundLayer, OutboundService, connect_lazy,
 };
 pub use limits::{ConcurrencyLimitLayer, ConcurrencyLimitService, TimeoutLayer, TimeoutService};
-pub use replicas::{Backend, IDEMPOTENT_BY_ID, SET_ASIDE, never_processed, retryable};
+pub use linger::{LINGER, Lingerers, Lingering, incoming};
+pub use replicas::{ATTEMPTS, Backend, SET_ASIDE, never_sent};
 pub use server::{GrpcServer, GrpcServerError, ServerOptions, ServerStack, finish_serving};
 pub use trace::{
     HeaderExtractor, HeaderInjector, ServerTraceLayer, ServerTraceService, extract_context,

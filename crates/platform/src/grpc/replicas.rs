@@ -1,26 +1,27 @@
-//! The transport under every client channel: one backend URL as a plain lazy tonic channel, or
-//! several replicas of one backend with round-robin picking and one narrow retry for calls a
-//! stopping replica never took.
+//! The transport under every client channel: the replicas of one backend — one URL (a
+//! Kubernetes Service, say) or a comma-separated list — with calls taking turns and a narrow
+//! retry for calls that provably never reached a server.
 //!
 //! Why not tonic's `Channel::balance_list`: its endpoints are lazy reconnecting connections
 //! whose readiness never fails (a refused connect is stashed and returned by the next call), so
 //! power-of-two-choices keeps choosing a replica that has stopped, and half the calls of a
 //! rolling restart would fail. Here a replica whose call failed in transport is set aside for
-//! [`SET_ASIDE`] and the call goes once more, to another replica — if, and only if, the failure
-//! proves the call was never processed *and* the method is safe to send twice.
+//! [`SET_ASIDE`], and a call the failure proves was never sent goes again — to another replica
+//! when there is one, else on the same channel, which reconnects (behind one Service address
+//! the new connection reaches a replica that still serves).
 //!
-//! "Never processed" is a refused connect, a stream the server refused (`REFUSED_STREAM`), a
-//! stream cut by the server's `GOAWAY` (graceful shutdown refuses streams above the last one it
-//! accepted), or a request hyper dropped before writing it. A reset, a timeout or a connection
-//! lost mid-call is ambiguous and is never retried. "Safe to send twice" is a read (`Get*`,
-//! `List*`, `BatchGet*`, `Search*`, `Lookup*`, `Watch*`), a method whose request carries an
-//! `idempotency_key` (read from the descriptor set of the Mercato protos), or one of the internal
-//! commands their protos document as idempotent per the id they name ([`IDEMPOTENT_BY_ID`]:
-//! stock reservations per order, order transitions): even if a `GOAWAY`
-//! ever cut a call the server had started (a drain that outlived its grace period), its second
-//! delivery would be answered from the first.
+//! "Never sent" ([`never_sent`]) is a failed connect (refused, or the handshake cut), a stream
+//! the server refused (`REFUSED_STREAM`), a stream above the last one a graceful `GOAWAY`
+//! (`NO_ERROR`) let through — HTTP/2 guarantees the server did not process it — or a request
+//! hyper dropped before handing it to the connection. Such a call is safe to send again
+//! whatever the method, a write without an idempotency key included. A reset, a timeout, a
+//! connection lost mid-call or a `GOAWAY` carrying an error is ambiguous (the server may have
+//! processed the call) and is never retried.
+//!
+//! Why up to [`ATTEMPTS`] and not one retry: a client that has not yet read the `GOAWAY` hands
+//! the retry to the same dying connection, which refuses it as well, before the channel
+//! reconnects.
 
-use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +31,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::BodyExt as _;
+use prometheus::IntCounterVec;
 use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::transport::Channel;
@@ -38,19 +40,16 @@ use tower::{Service, ServiceExt as _};
 /// How long a replica whose call failed in transport is passed over (unless every replica is).
 pub const SET_ASIDE: Duration = Duration::from_secs(1);
 
+/// How many times one call may be sent while each failure proves it was never sent.
+pub const ATTEMPTS: usize = 3;
+
 type BoxError = Box<dyn StdError + Send + Sync>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// One backend: a single URL (a channel exactly as tonic makes it) or several replicas.
+/// One backend: its replicas, one channel each (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Backend {
-    inner: Inner,
-}
-
-#[derive(Debug, Clone)]
-enum Inner {
-    Single(Channel),
-    Replicas(Arc<ReplicaSet>),
+    set: Arc<ReplicaSet>,
 }
 
 #[derive(Debug)]
@@ -67,32 +66,25 @@ struct Replica {
 
 impl Backend {
     /// The backend behind `channels`, one per replica URL (at least one).
-    pub(crate) fn new(mut channels: Vec<Channel>) -> Self {
-        let inner = match (channels.pop(), channels.is_empty()) {
-            (Some(only), true) => Inner::Single(only),
-            (last, _) => {
-                channels.extend(last);
-                Inner::Replicas(Arc::new(ReplicaSet {
-                    replicas: channels
-                        .into_iter()
-                        .map(|channel| Replica {
-                            channel,
-                            set_aside_until: Mutex::new(None),
-                        })
-                        .collect(),
-                    next: AtomicUsize::new(0),
-                }))
-            }
-        };
-        Self { inner }
+    pub(crate) fn new(channels: Vec<Channel>) -> Self {
+        let replicas = channels
+            .into_iter()
+            .map(|channel| Replica {
+                channel,
+                set_aside_until: Mutex::new(None),
+            })
+            .collect();
+        Self {
+            set: Arc::new(ReplicaSet {
+                replicas,
+                next: AtomicUsize::new(0),
+            }),
+        }
     }
 
     /// How many replicas the calls are spread over.
     pub fn replicas(&self) -> usize {
-        match &self.inner {
-            Inner::Single(_) => 1,
-            Inner::Replicas(set) => set.replicas.len(),
-        }
+        self.set.replicas.len()
     }
 }
 
@@ -101,22 +93,13 @@ impl Service<http::Request<Body>> for Backend {
     type Error = BoxError;
     type Future = BoxFuture<Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match &mut self.inner {
-            Inner::Single(channel) => channel.poll_ready(cx).map_err(Into::into),
-            // Each call waits for the replica it picks, inside its own future.
-            Inner::Replicas(_) => Poll::Ready(Ok(())),
-        }
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call waits for the replica it picks, inside its own future.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        match &mut self.inner {
-            Inner::Single(channel) => {
-                let future = channel.call(request);
-                Box::pin(async move { future.await.map_err(Into::into) })
-            }
-            Inner::Replicas(set) => Box::pin(Arc::clone(set).call(request)),
-        }
+        Box::pin(Arc::clone(&self.set).call(request))
     }
 }
 
@@ -125,18 +108,8 @@ impl ReplicaSet {
         self: Arc<Self>,
         request: http::Request<Body>,
     ) -> Result<http::Response<Body>, BoxError> {
-        let first = self.pick(None);
-        if !retryable(request.uri().path()) {
-            let answer = self.send(first, request).await;
-            if let Err(error) = &answer
-                && never_processed(&**error)
-            {
-                self.set_aside(first);
-            }
-            return answer;
-        }
-        // Unary and server-streaming requests are one message: buffer it so it can be sent
-        // again.
+        // Unary and server-streaming requests are one message (no Mercato method streams its
+        // requests): buffer it so it can be sent again.
         let (parts, body) = request.into_parts();
         let body = body.collect().await?.to_bytes();
         let copy = || {
@@ -149,20 +122,33 @@ impl ReplicaSet {
             *request.extensions_mut() = parts.extensions.clone();
             request
         };
-        match self.send(first, copy()).await {
-            Err(error) if never_processed(&*error) => {
-                self.set_aside(first);
-                let second = self.pick(Some(first));
-                tracing::debug!(
-                    error = %error,
-                    path = parts.uri.path(),
-                    first,
-                    second,
-                    "a replica refused the call before processing it; sending it once more"
-                );
-                self.send(second, copy()).await
+        let mut index = self.pick(None);
+        let mut attempt = 1;
+        loop {
+            let answer = self.send(index, copy()).await;
+            match answer.as_ref().err().and_then(|error| never_sent(&**error)) {
+                Some(reason) => {
+                    self.set_aside(index);
+                    if attempt == ATTEMPTS {
+                        return answer;
+                    }
+                    let next = self.pick(Some(index));
+                    let path = parts.uri.path();
+                    let (service, method) = super::trace::split_path(path);
+                    RESENT.with_label_values(&[service, method, reason]).inc();
+                    tracing::debug!(
+                        path,
+                        reason,
+                        attempt,
+                        replica = index,
+                        next,
+                        "the call never reached a server; sending it again"
+                    );
+                    index = next;
+                    attempt += 1;
+                }
+                None => return answer,
             }
-            answer => answer,
         }
     }
 
@@ -177,7 +163,7 @@ impl ReplicaSet {
     }
 
     /// The next replica in turn that is not set aside and not `except`; if every other one is
-    /// set aside, the next in turn other than `except`.
+    /// set aside, the next in turn other than `except`; with a single replica, that one.
     fn pick(&self, except: Option<usize>) -> usize {
         let count = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -207,99 +193,40 @@ impl ReplicaSet {
     }
 }
 
-/// Whether `error` proves the server never processed the call (see the module docs).
-pub fn never_processed(error: &(dyn StdError + 'static)) -> bool {
+/// Calls sent again because the failure proved they never reached a server, by reason.
+static RESENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "grpc_client_resent_total",
+        "gRPC calls sent again because their failure proved no server had received them, by \
+         service, method and reason (connect, refused_stream, goaway, unsent)",
+        &["grpc_service", "grpc_method", "reason"],
+    )
+});
+
+/// Why `error` proves the call never reached a server, if it does (see the module docs):
+/// `connect`, `refused_stream`, `goaway` or `unsent`.
+pub fn never_sent(error: &(dyn StdError + 'static)) -> Option<&'static str> {
     let mut source = Some(error);
     while let Some(error) = source {
         if error.is::<tonic::ConnectError>() {
-            return true;
+            return Some("connect");
         }
         if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (h2.is_go_away() && h2.is_remote());
+            // h2 gives a remote GOAWAY's error only to the streams above its last stream id
+            // (and to streams opened after it), unless the connection then fails with the
+            // GOAWAY's error code — which is why only NO_ERROR counts.
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return Some("refused_stream");
+            }
+            let graceful = h2.reason() == Some(h2::Reason::NO_ERROR);
+            return (h2.is_go_away() && h2.is_remote() && graceful).then_some("goaway");
         }
         if let Some(hyper) = error.downcast_ref::<hyper::Error>()
             && hyper.is_canceled()
         {
-            return true;
+            return Some("unsent");
         }
         source = error.source();
     }
-    false
-}
-
-/// Whether the method at `path` (`/package.Service/Method`) may be sent twice: a read, or a
-/// method whose request has an `idempotency_key`.
-pub fn retryable(path: &str) -> bool {
-    IDEMPOTENT_BY_ID.contains(&path) || RETRYABLE.contains(path)
-}
-
-const READ_PREFIXES: [&str; 6] = ["Get", "List", "BatchGet", "Search", "Lookup", "Watch"];
-
-/// Internal commands without an `idempotency_key` whose protos promise that a replay is
-/// answered from the first call (per `order_id`, or "a transition already obeyed is a no-op").
-pub const IDEMPOTENT_BY_ID: [&str; 6] = [
-    "/mercato.product.v1.StockService/ReserveStock",
-    "/mercato.product.v1.StockService/CommitReservation",
-    "/mercato.product.v1.StockService/ReleaseReservation",
-    "/mercato.order.v1.OrderService/AttachPayment",
-    "/mercato.order.v1.OrderService/MarkOrderShipped",
-    "/mercato.order.v1.OrderService/MarkOrderFinished",
-];
-
-/// Paths of the reads and keyed writes. The descriptor set is compiled in, so it always
-/// decodes; were it ever empty, nothing would be retried (the unit test below would fail).
-static RETRYABLE: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    use prost::Message as _;
-    let Ok(set) = prost_types::FileDescriptorSet::decode(mercato_proto::FILE_DESCRIPTOR_SET) else {
-        return HashSet::new();
-    };
-    let mut keyed = HashSet::new();
-    for file in &set.file {
-        for message in &file.message_type {
-            if message
-                .field
-                .iter()
-                .any(|field| field.name() == "idempotency_key")
-            {
-                keyed.insert(format!(".{}.{}", file.package(), message.name()));
-            }
-        }
-    }
-    let mut retryable = HashSet::new();
-    for file in &set.file {
-        for service in &file.service {
-            for method in &service.method {
-                let read = READ_PREFIXES
-                    .iter()
-                    .any(|prefix| method.name().starts_with(prefix));
-                if read || keyed.contains(method.input_type()) {
-                    retryable.insert(format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
-        }
-    }
-    retryable
-});
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_and_keyed_writes_are_retryable_and_other_writes_are_not() {
-        assert!(retryable("/mercato.order.v1.OrderService/GetOrder"));
-        assert!(retryable("/mercato.product.v1.ProductService/BatchGetSkus"));
-        assert!(retryable("/mercato.order.v1.OrderService/WatchOrder"));
-        assert!(retryable("/mercato.order.v1.OrderService/CreateOrder"));
-        assert!(retryable("/mercato.product.v1.StockService/ReserveStock"));
-        assert!(!retryable("/mercato.user.v1.AuthService/Register"));
-        assert!(!retryable("/mercato.user.v1.AuthService/Login"));
-        assert!(!retryable("/grpc.health.v1.Health/Check"));
-    }
+    None
 }

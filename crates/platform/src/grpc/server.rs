@@ -4,12 +4,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthReporter;
@@ -31,14 +32,27 @@ pub struct ServerOptions {
     pub limits: ServerLimits,
     /// Accept HTTP/1.1 and translate gRPC-Web (only the BFF, which browsers call).
     pub grpc_web: bool,
+    /// How long the server goes on accepting and serving once shutdown has begun (and health
+    /// says `NOT_SERVING`), before it closes the listener and drains (`SHUTDOWN_DELAY`).
+    pub shutdown_delay: Duration,
 }
 
 impl ServerOptions {
-    /// Options for an internal service: the given limits, HTTP/2 gRPC only.
+    /// Options for an internal service: the given limits, HTTP/2 gRPC only, no shutdown delay.
     pub fn internal(limits: ServerLimits) -> Self {
         Self {
             limits,
             grpc_web: false,
+            shutdown_delay: Duration::ZERO,
+        }
+    }
+
+    /// The same options with `delay` between the start of shutdown and the drain.
+    #[must_use]
+    pub fn with_shutdown_delay(self, delay: Duration) -> Self {
+        Self {
+            shutdown_delay: delay,
+            ..self
         }
     }
 }
@@ -134,6 +148,7 @@ pub struct GrpcServer {
     health: HealthReporter,
     services: Vec<&'static str>,
     draining: CancellationToken,
+    shutdown_delay: Duration,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -163,10 +178,14 @@ impl GrpcServer {
         let health_service =
             HealthServer::new(DrainAwareHealth::new(health.clone(), draining.clone()));
 
-        let router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder()
             // gRPC-Web arrives over HTTP/1.1 from browsers; internal services speak HTTP/2 only.
             .accept_http1(options.grpc_web)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(age) = options.limits.max_connection_age {
+            builder = builder.max_connection_age(age);
+        }
+        let router = builder
             .layer(stack)
             .add_service(health_service)
             .add_service(reflection);
@@ -175,6 +194,7 @@ impl GrpcServer {
             health,
             services: Vec::new(),
             draining,
+            shutdown_delay: options.shutdown_delay,
         })
     }
 
@@ -204,8 +224,8 @@ impl GrpcServer {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains: every status flips to
-    /// `NOT_SERVING`, the listener closes, and the call returns once in-flight calls have
-    /// finished.
+    /// `NOT_SERVING`, the server goes on serving for the shutdown delay (if any), the listener
+    /// closes, and the call returns once in-flight calls have finished.
     ///
     /// Draining has no deadline of its own; the caller bounds it with the grace period (see
     /// [`crate::shutdown`]).
@@ -218,6 +238,7 @@ impl GrpcServer {
             health,
             services,
             draining,
+            shutdown_delay,
         } = self;
         set_all(&health, &services, ServingStatus::Serving).await;
         match listener.local_addr() {
@@ -230,13 +251,21 @@ impl GrpcServer {
             // NOT_SERVING first, while the listener still accepts, so health checkers see the
             // change; then release the Watch streams so they cannot hold the drain open.
             set_all(&health, &services, ServingStatus::NotServing).await;
+            if !shutdown_delay.is_zero() {
+                // Whoever routes to us (a Kubernetes Service, a load balancer) learns of the
+                // failed readiness with a lag: new connections still arrive meanwhile, and are
+                // served rather than refused.
+                tracing::info!(delay = ?shutdown_delay, "grpc server not ready, still serving");
+                tokio::time::sleep(shutdown_delay).await;
+            }
             draining.cancel();
             tracing::info!("grpc server draining");
         };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (incoming, lingerers) = super::linger::incoming(listener);
         router
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
+        lingerers.finished().await;
         tracing::info!("grpc server stopped");
         Ok(())
     }

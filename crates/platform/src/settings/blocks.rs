@@ -272,6 +272,11 @@ pub struct ServerLimits {
     pub request_timeout: Duration,
     /// `CONCURRENCY_LIMIT`: RPCs in flight before new ones are shed, default 512.
     pub concurrency_limit: NonZeroUsize,
+    /// `MAX_CONNECTION_AGE`: after this long the server ends a client connection gracefully
+    /// (`GOAWAY`; calls in flight finish) and the client reconnects — through a Service
+    /// address, possibly to another pod, which is how pods added later get a share of
+    /// long-standing callers. Unset (the default): connections live as long as their clients.
+    pub max_connection_age: Option<Duration>,
 }
 
 impl Default for ServerLimits {
@@ -279,24 +284,34 @@ impl Default for ServerLimits {
         Self {
             request_timeout: Duration::from_secs(30),
             concurrency_limit: NonZeroUsize::new(512).unwrap_or(NonZeroUsize::MIN),
+            max_connection_age: None,
         }
     }
 }
 
 impl ServerLimits {
-    /// Reads `REQUEST_TIMEOUT` and `CONCURRENCY_LIMIT`.
+    /// Reads `REQUEST_TIMEOUT`, `CONCURRENCY_LIMIT` and `MAX_CONNECTION_AGE`.
     pub fn read(reader: &Reader<'_>) -> Option<Self> {
         let defaults = Self::default();
         let request_timeout = reader.with_default("REQUEST_TIMEOUT", defaults.request_timeout);
         let concurrency_limit =
             reader.with_default("CONCURRENCY_LIMIT", defaults.concurrency_limit);
+        let max_connection_age = reader.optional::<Duration>("MAX_CONNECTION_AGE");
         if request_timeout == Some(Duration::ZERO) {
             reader.invalid("REQUEST_TIMEOUT", "must be greater than zero");
+            return None;
+        }
+        if max_connection_age == Some(Some(Duration::ZERO)) {
+            reader.invalid(
+                "MAX_CONNECTION_AGE",
+                "must be greater than zero (leave it unset for no limit)",
+            );
             return None;
         }
         Some(Self {
             request_timeout: request_timeout?,
             concurrency_limit: concurrency_limit?,
+            max_connection_age: max_connection_age?,
         })
     }
 }
@@ -315,6 +330,12 @@ pub struct CommonSettings {
     /// `SHUTDOWN_GRACE_PERIOD`: how long draining may take after SIGTERM, default 25s (inside
     /// Kubernetes' default 30s termination grace).
     pub shutdown_grace: Duration,
+    /// `SHUTDOWN_DELAY`: how long the gRPC listener keeps accepting and serving after SIGTERM
+    /// has turned readiness false, before it closes and drains; default 0s. Behind a Service or
+    /// load balancer that learns of readiness with a lag (Kubernetes endpoints), this is the
+    /// time for it to stop sending new connections here. Part of the grace period, so shorter
+    /// than it.
+    pub shutdown_delay: Duration,
 }
 
 impl CommonSettings {
@@ -324,12 +345,24 @@ impl CommonSettings {
         let telemetry = TelemetrySettings::read(reader);
         let limits = ServerLimits::read(reader);
         let shutdown_grace = reader.with_default("SHUTDOWN_GRACE_PERIOD", Duration::from_secs(25));
+        let shutdown_delay = reader.with_default("SHUTDOWN_DELAY", Duration::ZERO);
+        if let (Some(grace), Some(delay)) = (shutdown_grace, shutdown_delay)
+            && delay >= grace
+        {
+            reader.invalid(
+                "SHUTDOWN_DELAY",
+                format!(
+                    "must be shorter than SHUTDOWN_GRACE_PERIOD ({grace:?}), which it is part of"
+                ),
+            );
+        }
         Some(Self {
             service: reader.service().to_owned(),
             listen: listen?,
             telemetry: telemetry?,
             limits: limits?,
             shutdown_grace: shutdown_grace?,
+            shutdown_delay: shutdown_delay?,
         })
     }
 }

@@ -165,6 +165,7 @@ pub(crate) fn limits(concurrency: usize) -> ServerLimits {
     ServerLimits {
         request_timeout: Duration::from_secs(30),
         concurrency_limit: NonZeroUsize::new(concurrency).expect("positive limit"),
+        max_connection_age: None,
     }
 }
 

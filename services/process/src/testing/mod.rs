@@ -61,6 +61,7 @@ pub fn test_settings(resources: &TestResources) -> Settings {
             telemetry: TelemetrySettings::local("mercato-process"),
             limits: ServerLimits::default(),
             shutdown_grace: Duration::from_secs(5),
+            shutdown_delay: Duration::ZERO,
         },
         database: DatabaseSettings::from_url(resources.database_url.clone()),
         amqp: AmqpSettings {
