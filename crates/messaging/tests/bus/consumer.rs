@@ -232,6 +232,13 @@ async fn outcome_for(
         .unwrap_or_else(|_| panic!("no matching outcome for {message_id} within {PATIENCE:?}"))
 }
 
+/// `step` awaited for at most [`PATIENCE`]; past it the test fails naming the step.
+async fn bounded<T>(step: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{step} took longer than {PATIENCE:?}"))
+}
+
 async fn dead_letters(admin: &Channel, topology: &ConsumerTopology) -> Vec<DeadLetter> {
     let mut found = Vec::new();
     while let Some(message) = admin
@@ -503,33 +510,53 @@ async fn a_message_that_keeps_killing_its_consumer_is_dead_lettered_by_the_deliv
     let message = event("test.good");
     setup.publisher.publish(&message).await.expect("publish");
 
-    // Each round takes the message and dies (closes its connection) without
-    // settling it, as a SIGKILLed consumer would: no header can count this.
+    // Each round takes the message and dies without settling it, as a SIGKILLed consumer
+    // would: its TCP connection is cut under it (no AMQP close, no header can count this).
+    // Every broker step is bounded, so a hang names its step instead of running out the clock.
+    let upstream = env::authority(setup.fixture.broker.url()).expect("broker url has host:port");
+    let proxy = TcpProxy::start(upstream).await.expect("proxy");
+    let proxied_url = env::with_authority(setup.fixture.broker.url(), &proxy.addr().to_string())
+        .expect("rewritable broker url");
+    // Until the message shows up in the dead-letter queue: take it and crash, or, when the
+    // queue is empty (the broker may not have taken the last crash's message back yet), look
+    // in the dead-letter queue.
     let mut rounds = 0;
-    loop {
-        let connection = setup.fixture.broker.connect().await.expect("connection");
-        let channel = connection.create_channel().await.expect("channel");
-        let got = channel
-            .basic_get(
-                setup.topology.queue.as_str().into(),
-                BasicGetOptions::default(),
-            )
-            .await
-            .expect("basic.get");
-        drop(channel);
-        let _ = connection.close(200, "simulated crash".into()).await;
-        if got.is_none() {
-            break;
-        }
-        rounds += 1;
-        assert!(rounds <= 10, "the delivery limit never took effect");
-    }
     let mut dlq = Vec::new();
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while dlq.is_empty() && tokio::time::Instant::now() < deadline {
-        dlq = dead_letters(&setup.admin, &setup.topology).await;
-        if dlq.is_empty() {
-            tokio::time::sleep(Duration::from_millis(25)).await;
+    while dlq.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "neither delivered again nor dead-lettered within {PATIENCE:?} ({rounds} rounds)"
+        );
+        let connection = bounded(
+            "connect",
+            lapin::Connection::connect(&proxied_url, lapin::ConnectionProperties::default()),
+        )
+        .await
+        .expect("connection");
+        let channel = bounded("channel", connection.create_channel())
+            .await
+            .expect("channel");
+        let got = bounded(
+            "basic.get",
+            channel.basic_get(
+                setup.topology.queue.as_str().into(),
+                BasicGetOptions::default(),
+            ),
+        )
+        .await
+        .expect("basic.get");
+        proxy.cut().await;
+        proxy.restore();
+        drop((channel, connection));
+        if got.is_some() {
+            rounds += 1;
+            assert!(rounds <= 10, "the delivery limit never took effect");
+        } else {
+            dlq = bounded("the dlq", dead_letters(&setup.admin, &setup.topology)).await;
+            if dlq.is_empty() {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
         }
     }
     assert_eq!(dlq.len(), 1, "the message reached the dlq");
