@@ -45,9 +45,23 @@ async fn order_show_joins_the_order_its_history_payment_and_shipment() {
     shop.watch_until(&shopper, &placed.order_id, common::OrderStatus::Finished)
         .await;
 
-    let details = orders::show(&operator, &placed.order_id)
-        .await
-        .expect("the order shows");
+    // The process service records the delivery only once the order service has the order
+    // FINISHED (each local step follows its remote one), so the shipment may still say SHIPPED
+    // for a moment after the watch saw FINISHED.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let details = loop {
+        let details = orders::show(&operator, &placed.order_id)
+            .await
+            .expect("the order shows");
+        let delivered = details
+            .shipment
+            .as_ref()
+            .is_some_and(|shipment| shipment.status == common::ShipmentStatus::Delivered as i32);
+        if delivered || tokio::time::Instant::now() >= deadline {
+            break details;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let order = &details.order;
     assert_eq!(order.order_id, placed.order_id);
     assert_eq!(order.status, common::OrderStatus::Finished as i32);
